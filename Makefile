@@ -1,0 +1,132 @@
+# routerd: one Makefile.  make | make test | make run | make install | make bench | make clean
+# V=1 prints full commands; SAN=1 builds with ASan+UBSan into build-san/; CI=... adds -Werror.
+
+CC	?= cc
+PREFIX	?= /usr/local
+DESTDIR	?=
+BINDIR	 = $(PREFIX)/sbin
+MANDIR	 = $(PREFIX)/share/man
+
+LLHTTP_SRC	?= /usr/share/llhttp
+LLHTTP_INC	?= /usr/share/include/llhttp
+
+ifeq ($(SAN),1)
+B	 = build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT	 = -O1 -g
+else
+B	 = build
+SANFLAGS =
+OPT	 = -O2 -g
+endif
+
+WARN	 = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wpointer-arith -Wcast-qual -Wformat=2 -Wno-unused-parameter
+ifneq ($(CI),)
+WARN	+= -Werror
+endif
+
+CPPFLAGS += -D_GNU_SOURCE -I. -I$(LLHTTP_INC)
+CFLAGS	 ?= $(OPT)
+CFLAGS	 += -std=c11 -pipe $(WARN) $(SANFLAGS) -MMD -MP
+LDFLAGS	 += $(SANFLAGS)
+LDLIBS	 = -lyaml -ljansson -lbsd -lssl -lcrypto -lm
+
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
+# Everything routerd is made of, but its main(), so the tests link the same code.
+CORE_SRCS := $(wildcard lib/*.c conf/*.c shm/*.c worker/*.c prober/*.c syncer/*.c) \
+	     $(filter-out master/main.c,$(wildcard master/*.c))
+CORE_OBJS := $(CORE_SRCS:%.c=$(B)/%.o)
+LLHTTP_OBJS := $(B)/llhttp/llhttp.o $(B)/llhttp/api.o $(B)/llhttp/http.o
+CTL_SRCS  := $(wildcard ctl/*.c)
+CTL_OBJS  := $(CTL_SRCS:%.c=$(B)/%.o)
+FAKEBE_SRCS := $(wildcard tests/fakebe/*.c)
+FAKEBE_OBJS := $(FAKEBE_SRCS:%.c=$(B)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+
+PROGS	 = routerd $(if $(CTL_SRCS),routerctl) $(if $(FAKEBE_SRCS),$(B)/fakebe)
+
+.PHONY: all test unit integration run install bench clean deps lint-man
+
+all: $(PROGS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# llhttp's generated C is not ours: compile it without our warning set.
+$(B)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      llhttp/$*.c")
+	$(Q)$(CC) $(CPPFLAGS) $(OPT) $(SANFLAGS) -std=c11 -w -c -o $@ $<
+
+$(B)/routerd: $(B)/master/main.o $(CORE_OBJS) $(LLHTTP_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/routerctl: $(CTL_OBJS) $(B)/lib/log.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/fakebe: $(FAKEBE_OBJS) $(LLHTTP_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+
+routerd: $(B)/routerd
+	$(Q)cp $< $@.tmp && mv -f $@.tmp $@
+routerctl: $(B)/routerctl
+	$(Q)cp $< $@.tmp && mv -f $@.tmp $@
+
+# A unit suite links only the modules it names in UNIT_LINK_<suite> (default: all of them).
+modobjs = $(patsubst %.c,$(B)/%.o,$(filter-out master/main.c,$(foreach m,$(1),$(wildcard $(m)/*.c))))
+UNIT_LINK_shm	= shm lib
+UNIT_LINK_conf	= conf lib
+ALL_MODS	= lib conf shm worker prober syncer master
+
+.SECONDEXPANSION:
+$(B)/tests/test_%: tests/unit/test_%.c $$(call modobjs,$$(or $$(UNIT_LINK_$$*),$(ALL_MODS))) $(LLHTTP_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion -lpthread
+
+# make test: every unit suite (criterion), then the integration suite on real processes.
+test: all $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
+	@$(MAKE) --no-print-directory integration
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
+
+integration: all
+	@ROUTERD=$(CURDIR)/routerd FAKEBE=$(CURDIR)/$(B)/fakebe ROUTERCTL=$(CURDIR)/routerctl \
+	    python3 tests/integration/run.py
+
+# make run: routerd in the foreground in front of two demo backends.
+run: all
+	@sh tests/demo.sh $(CURDIR)/routerd $(CURDIR)/$(B)/fakebe
+
+bench: all
+	@sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)/etc/routerd
+	install -m 755 routerd $(DESTDIR)$(BINDIR)/routerd
+	$(if $(CTL_SRCS),install -m 755 routerctl $(DESTDIR)$(BINDIR)/routerctl)
+	for m in $(wildcard man/*.8); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man8/; done
+	for m in $(wildcard man/*.5); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
+	test -f $(DESTDIR)/etc/routerd/routerd.yaml || install -m 644 conf/routerd.yaml $(DESTDIR)/etc/routerd/routerd.yaml
+
+deps:
+	sh packaging/build-deps.sh
+
+clean:
+	rm -rf build build-san routerd routerctl
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,26 @@
+/* The embedded default config: what `make run` and a missing -f file use. */
+#include "conf.h"
+
+const char conf_default_yaml[] =
+    "# routerd built-in configuration: two demo backends on localhost.\n"
+    "listen:\n"
+    "  - address: 127.0.0.1:8080\n"
+    "workers: 2\n"
+    "pidfile: /tmp/routerd.pid\n"
+    "admin:\n"
+    "  address: 127.0.0.1:9090\n"
+    "  token: change-me\n"
+    "control:\n"
+    "  socket: /tmp/routerd.sock\n"
+    "strategy: round_robin\n"
+    "health:\n"
+    "  interval: 2s\n"
+    "  timeout: 1s\n"
+    "  path: /health\n"
+    "backends:\n"
+    "  - name: demo-1\n"
+    "    address: 127.0.0.1:8001\n"
+    "    models: [demo-model]\n"
+    "  - name: demo-2\n"
+    "    address: 127.0.0.1:8002\n"
+    "    models: [demo-model]\n";

@@ -1,0 +1,335 @@
+/* The master's life: bind listeners, fork and supervise workers, react to signals. */
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bsd/libutil.h>
+#include <bsd/unistd.h>
+
+#include "lib/log.h"
+#include "master/master.h"
+#include "worker/worker.h"
+
+#define RESPAWN_MIN_MS	100
+#define RESPAWN_MAX_MS	5000
+#define STOP_GRACE_MS	5000
+
+/* One SO_REUSEPORT socket per worker position, kept for the master's life. */
+static int
+master_bind(const struct conf_addr *a)
+{
+	int	fd, one = 1;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+	    bind(fd, (const struct sockaddr *)&a->ss, a->sslen) == -1 ||
+	    listen(fd, 4096) == -1) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+static int
+master_listen(struct master *m)
+{
+	size_t		i;
+	uint32_t	p;
+
+	m->nls = m->conf->nlisten;
+	for (i = 0; i < m->nls; i++) {
+		m->laddr[i] = m->conf->listen[i];
+		for (p = 0; p < m->nworkers; p++) {
+			if ((m->lfds[i][p] = master_bind(&m->laddr[i])) == -1) {
+				log_warn("master: listen on %s", m->laddr[i].text);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static uint32_t
+master_free_stripe(struct master *m)
+{
+	uint32_t	s, i;
+
+	for (s = 0; s < m->shm->max_workers; s++) {
+		for (i = 0; i < SHM_WORKERS_MAX; i++)
+			if (m->w[i].pid != 0 && m->w[i].stripe == s)
+				break;
+		if (i == SHM_WORKERS_MAX)
+			return s;
+	}
+	return UINT32_MAX;
+}
+
+/* Fork the worker for mw->pos.  0, or -1 if fork failed (retried later). */
+static int
+master_spawn(struct master *m, struct mworker *mw)
+{
+	pid_t	pid;
+	int	fds[CONF_LISTEN_MAX];
+	size_t	i;
+
+	mw->stripe = master_free_stripe(m);
+	if (mw->stripe == UINT32_MAX) {
+		log_warnx("master: no free counter stripe for worker %u", mw->pos);
+		return -1;
+	}
+	for (i = 0; i < m->nls; i++)
+		fds[i] = m->lfds[i][mw->pos];
+	switch (pid = fork()) {
+	case -1:
+		log_warn("master: fork");
+		return -1;
+	case 0:
+		setproctitle("worker %u", mw->pos);
+		{
+			char name[32];
+
+			snprintf(name, sizeof(name), "worker %u", mw->pos);
+			log_procname(name);
+		}
+		ev_close(&m->loop);
+		if (m->pfh != NULL)
+			pidfile_close(m->pfh);
+		/* the other positions' sockets are the master's, not ours */
+		for (i = 0; i < m->nls; i++) {
+			uint32_t p;
+
+			for (p = 0; p < m->nworkers; p++)
+				if (p != mw->pos)
+					close(m->lfds[i][p]);
+		}
+		{
+			sigset_t all;
+
+			sigemptyset(&all);
+			sigprocmask(SIG_SETMASK, &all, NULL);
+		}
+		_exit(worker_main(m->conf, m->shm, mw->stripe, mw->generation,
+		    fds, m->nls, -1));
+	}
+	mw->pid = pid;
+	mw->started_ms = m->loop.now;
+	mw->respawn_at = 0;
+	atomic_store_explicit(&m->shm->workers[mw->stripe].pid, pid, memory_order_relaxed);
+	log_debug("master: worker %u is pid %d", mw->pos, (int)pid);
+	return 0;
+}
+
+static void
+master_kill_all(struct master *m, int sig)
+{
+	int	i;
+
+	for (i = 0; i < SHM_WORKERS_MAX; i++)
+		if (m->w[i].pid > 0)
+			kill(m->w[i].pid, sig);
+}
+
+static int
+master_nchildren(struct master *m)
+{
+	int	i, n = 0;
+
+	for (i = 0; i < SHM_WORKERS_MAX; i++)
+		if (m->w[i].pid > 0)
+			n++;
+	return n;
+}
+
+/* Reap children; a worker that died on its own is respawned with back-off. */
+static void
+master_reap(struct master *m)
+{
+	pid_t	pid;
+	int	status, i;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < SHM_WORKERS_MAX; i++) {
+			struct mworker *mw = &m->w[i];
+
+			if (mw->pid != pid)
+				continue;
+			atomic_store_explicit(&m->shm->workers[mw->stripe].pid, 0,
+			    memory_order_relaxed);
+			atomic_store_explicit(&m->shm->workers[mw->stripe].state, 0,
+			    memory_order_relaxed);
+			mw->pid = 0;
+			if (m->stopping || mw->old)
+				break;
+			if (WIFSIGNALED(status))
+				log_warnx("master: worker %u (pid %d) killed by signal %d",
+				    mw->pos, (int)pid, WTERMSIG(status));
+			else
+				log_warnx("master: worker %u (pid %d) exited with %d",
+				    mw->pos, (int)pid, WEXITSTATUS(status));
+			/* crash loop protection: back off while it dies young */
+			if (m->loop.now - mw->started_ms < 1000)
+				mw->backoff_ms = mw->backoff_ms ?
+				    mw->backoff_ms * 2 : RESPAWN_MIN_MS;
+			else
+				mw->backoff_ms = 0;
+			if (mw->backoff_ms > RESPAWN_MAX_MS)
+				mw->backoff_ms = RESPAWN_MAX_MS;
+			mw->respawn_at = m->loop.now + mw->backoff_ms;
+			if (mw->respawn_at == 0)
+				mw->respawn_at = 1;
+			break;
+		}
+	}
+}
+
+static void
+master_respawn_due(struct master *m)
+{
+	int	i;
+
+	for (i = 0; i < SHM_WORKERS_MAX; i++) {
+		struct mworker *mw = &m->w[i];
+
+		if (mw->pid == 0 && mw->respawn_at && mw->respawn_at <= m->loop.now &&
+		    !m->stopping) {
+			if (master_spawn(m, mw) == -1)
+				mw->respawn_at = m->loop.now + RESPAWN_MAX_MS;
+			else
+				log_info("master: worker %u respawned as pid %d",
+				    mw->pos, (int)mw->pid);
+		}
+	}
+}
+
+struct msig {
+	struct ev_io	 io;
+	struct master	*m;
+};
+
+static void
+master_signal(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct master		*m = ((struct msig *)io)->m;
+	struct signalfd_siginfo	 si;
+
+	while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			master_reap(m);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			if (m->stopping != 1) {
+				log_info("master: stopping");
+				m->stopping = 1;
+				m->stop_deadline = m->loop.now + STOP_GRACE_MS;
+				master_kill_all(m, SIGTERM);
+			}
+			break;
+		case SIGQUIT:
+			if (!m->stopping) {
+				log_info("master: draining, then stopping");
+				m->stopping = 2;
+				m->stop_deadline = m->loop.now +
+				    (uint64_t)m->conf->timeout.drain_ms + STOP_GRACE_MS;
+				master_kill_all(m, SIGQUIT);
+			}
+			break;
+		case SIGHUP:
+			log_warnx("master: SIGHUP: reload is not in this build yet; "
+			    "configuration unchanged");
+			break;
+		case SIGUSR1:
+			log_info("master: SIGUSR1: no log files to reopen");
+			break;
+		}
+	}
+}
+
+/*
+ * The master's loop.  The table is loaded and the listeners bound before
+ * the first fork; afterwards the master only supervises.  Returns the
+ * exit status.
+ */
+int
+master_main(struct master *m)
+{
+	sigset_t	mask;
+	struct msig	sig;
+	uint32_t	i;
+
+	m->nworkers = (uint32_t)m->conf->workers;
+	if (m->nworkers < 1)
+		m->nworkers = 1;
+	if (m->nworkers > SHM_WORKERS_MAX / 2)
+		m->nworkers = SHM_WORKERS_MAX / 2;
+	if (ev_init(&m->loop, 64) == -1)
+		fatal("master: epoll");
+	m->shm = shm_create((uint32_t)m->conf->max_backends, m->nworkers * 2, NULL);
+	if (m->shm == NULL)
+		fatal("master: shared table");
+	if (master_table_load(m->shm, m->conf) == -1)
+		return 1;
+	if (master_listen(m) == -1)
+		return 1;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGQUIT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((sig.io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("master: signalfd");
+	sig.io.cb = master_signal;
+	sig.m = m;
+	ev_add(&m->loop, &sig.io, EPOLLIN);
+
+	m->generation = 1;
+	for (i = 0; i < m->nworkers; i++) {
+		m->w[i].pos = i;
+		m->w[i].generation = m->generation;
+		m->w[i].pid = 0;
+	}
+	for (i = 0; i < m->nworkers; i++)
+		if (master_spawn(m, &m->w[i]) == -1)
+			m->w[i].respawn_at = m->loop.now + RESPAWN_MIN_MS;
+	log_info("master: %u workers, listening on %s%s", m->nworkers,
+	    m->laddr[0].text, m->nls > 1 ? " and more" : "");
+
+	for (;;) {
+		if (ev_run_once(&m->loop, 100) == -1)
+			fatal("master: epoll_wait");
+		master_reap(m);
+		master_respawn_due(m);
+		if (m->stopping) {
+			if (master_nchildren(m) == 0)
+				break;
+			if (m->loop.now >= m->stop_deadline) {
+				log_warnx("master: children still running; killing them");
+				master_kill_all(m, SIGKILL);
+				m->stop_deadline = m->loop.now + STOP_GRACE_MS;
+			}
+		}
+	}
+	if (m->pfh != NULL)
+		pidfile_remove(m->pfh);
+	log_info("master: stopped");
+	return 0;
+}

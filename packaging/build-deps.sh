@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian 12 packages routerd needs to build and test (run as root).
+set -e
+PKGS="build-essential pkg-config node-llhttp libssl-dev libbsd-dev libyaml-dev \
+libjansson-dev libcriterion-dev python3 curl mandoc"
+# Tools the integration tests and benchmarks drive.
+PKGS="$PKGS nginx-light haproxy wrk varnish apache2-utils"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "build-deps: as root, run: apt-get install -y$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# Debian's nginx and varnish packages start services on install; we only want the binaries.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+apt-get install -y -q --no-install-recommends $missing
+rm -f /usr/sbin/policy-rc.d

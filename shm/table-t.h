@@ -1,0 +1,167 @@
+/* The shared table's fixed layout: a versioned ABI of plain structs, no pointers. */
+#ifndef SHM_TABLE_T_H
+#define SHM_TABLE_T_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define SHM_MAGIC		0x52544442u	/* "RTDB" */
+#define SHM_ABI			1u
+
+#define SHM_NAME_MAX		64
+#define SHM_ADDR_MAX		128
+#define SHM_PATH_MAX		128
+#define SHM_SA_MAX		28		/* sizeof(struct sockaddr_in6) */
+#define SHM_SLOT_MODELS		16
+#define SHM_MODELS_MAX		1024
+#define SHM_POOLS_MAX		64
+#define SHM_WORKERS_MAX		64
+#define SHM_LAT_BUCKETS		16
+#define SHM_CACHELINE		64
+
+enum shm_health {
+	SHM_HEALTH_UNKNOWN = 0,		/* no check finished yet: eligible */
+	SHM_HEALTH_UP,
+	SHM_HEALTH_DOWN
+};
+
+enum shm_breaker {
+	SHM_BREAKER_CLOSED = 0,
+	SHM_BREAKER_OPEN,
+	SHM_BREAKER_HALF_OPEN
+};
+
+/* shm_desc.flags */
+#define SHM_F_INUSE		0x01	/* slot holds a backend */
+#define SHM_F_STATIC		0x02	/* from the config file: never removed by the registry */
+#define SHM_F_BACKUP		0x04	/* only when no primary of its pool is eligible */
+#define SHM_F_DISABLED		0x08	/* operator: takes no traffic */
+#define SHM_F_DRAINING		0x10	/* operator/registry: no new requests */
+#define SHM_F_REGISTRY		0x20	/* learned from the registry */
+
+/*
+ * A backend's descriptor.  Written by the master only, inside the slot's
+ * seqlock (shm_desc_write()); read by everyone else with shm_desc_read(),
+ * which copies it out and retries while a write is in progress.
+ */
+struct shm_desc {
+	char		 name[SHM_NAME_MAX];
+	char		 addr[SHM_ADDR_MAX];		/* "host:port" as configured */
+	uint8_t		 sa[SHM_SA_MAX];		/* resolved sockaddr_in/in6 */
+	uint32_t	 salen;
+	char		 health_path[SHM_PATH_MAX];	/* "" = the global health.path */
+	char		 region[SHM_NAME_MAX];
+	uint32_t	 pool;				/* index into hdr->pools */
+	uint32_t	 weight;			/* 1..1000 */
+	uint32_t	 max_conns;			/* 0 = unlimited */
+	uint32_t	 flags;				/* SHM_F_* */
+	uint32_t	 nmodels;
+	uint32_t	 models[SHM_SLOT_MODELS];	/* ids in hdr->models */
+	uint64_t	 added_ms;			/* CLOCK_REALTIME ms */
+	uint64_t	 last_seen_ms;			/* registry: last time listed */
+};
+
+/* One backend.  Each group of fields names its only writer. */
+struct shm_slot {
+	/* master only: odd while the descriptor is being rewritten */
+	alignas(SHM_CACHELINE) _Atomic uint32_t seq;
+	struct shm_desc	 d;
+
+	/* prober only: each word a single atomic, read without locks */
+	alignas(SHM_CACHELINE) _Atomic uint32_t health;		/* enum shm_health */
+	_Atomic uint32_t breaker;		/* enum shm_breaker */
+	_Atomic uint32_t fails;			/* consecutive failed checks */
+	_Atomic uint32_t oks;			/* consecutive good checks */
+	_Atomic uint32_t lat_ewma_us;		/* check/request latency EWMA */
+	_Atomic uint32_t lat_p50_us;
+	_Atomic uint32_t lat_p99_us;
+	_Atomic uint32_t breaker_opens;		/* transitions to open, total */
+	_Atomic uint64_t last_check_ms;		/* CLOCK_REALTIME ms */
+	_Atomic uint64_t last_change_ms;	/* last health transition */
+	_Atomic uint64_t breaker_change_ms;	/* last breaker transition */
+
+	/*
+	 * Half-open trial tickets: the prober stores N when the breaker
+	 * half-opens; a worker takes one with a compare-and-swap before it
+	 * sends a trial request.  The one field with several writers, and
+	 * only ever decremented by workers.
+	 */
+	alignas(SHM_CACHELINE) _Atomic uint32_t trial_tickets;
+};
+
+/*
+ * A worker's counters for one backend.  Written by that worker only
+ * (plain load + store, no locked instruction); read by anyone, who sums
+ * the stripes of every worker.
+ */
+struct shm_counters {
+	alignas(SHM_CACHELINE) _Atomic int64_t inflight;	/* requests now at this backend */
+	_Atomic uint64_t requests;		/* attempts sent */
+	_Atomic uint64_t fails;			/* connect errors, resets, timeouts, bad responses */
+	_Atomic uint64_t consec_fails;		/* failed attempts in a row (breaker input) */
+	_Atomic uint64_t retries;		/* attempts that were retries */
+	_Atomic uint64_t bytes_in;		/* from the backend */
+	_Atomic uint64_t bytes_out;		/* to the backend */
+	_Atomic uint64_t lat_sum_us;		/* sum of response-head latencies */
+	_Atomic uint64_t status[6];		/* [0] none/error, [1..5] 1xx..5xx */
+	_Atomic uint64_t conns;			/* upstream connections opened */
+	_Atomic uint64_t lat_hist[SHM_LAT_BUCKETS];	/* shm_lat_bucket() */
+};
+
+/* A pool: name written by the master before publishing gen; strategy by anyone who owns the change (master/control). */
+struct shm_pool {
+	alignas(SHM_CACHELINE) _Atomic uint32_t strategy;	/* enum conf_strategy */
+	_Atomic uint32_t inuse;
+	_Atomic uint32_t base_strategy;
+	char		 name[SHM_NAME_MAX];
+};
+
+/* A worker slot: pid written by the master, the rest by that worker. */
+struct shm_worker {
+	alignas(SHM_CACHELINE) _Atomic int32_t pid;
+	_Atomic uint32_t generation;		/* config generation it runs */
+	_Atomic uint32_t state;			/* 0 free, 1 running, 2 draining */
+	_Atomic uint32_t queued;		/* requests waiting in its FIFO */
+	_Atomic uint64_t started_ms;
+	_Atomic uint64_t conns;			/* client connections open */
+	_Atomic uint64_t accepted;		/* client connections accepted, total */
+};
+
+struct shm_model {
+	char	 name[SHM_NAME_MAX];
+};
+
+/*
+ * The header.  magic/abi/sizes are written once by the master before the
+ * first fork.  gen is bumped by the master after every membership or
+ * model-index change (release), so a reader that sees a new gen re-reads
+ * descriptors and the model index.
+ */
+struct shm_hdr {
+	uint32_t	 magic;
+	uint32_t	 abi;
+	uint64_t	 size;			/* bytes mapped */
+	uint32_t	 max_backends;
+	uint32_t	 max_workers;
+	uint64_t	 slots_off;		/* offset of slots[max_backends] */
+	uint64_t	 counters_off;		/* offset of counters[max_workers][max_backends] */
+	uint64_t	 created_ms;
+
+	alignas(SHM_CACHELINE) _Atomic uint64_t gen;
+	_Atomic uint32_t nslots;		/* high-water mark of used slots */
+	_Atomic uint32_t nmodels;		/* master only */
+	_Atomic uint32_t mseq;			/* master only: seqlock over models[] and pool names */
+
+	struct shm_pool	 pools[SHM_POOLS_MAX];
+	struct shm_worker workers[SHM_WORKERS_MAX];
+	struct shm_model models[SHM_MODELS_MAX];
+};
+
+_Static_assert(sizeof(struct shm_slot) % SHM_CACHELINE == 0, "slot not cache-line sized");
+_Static_assert(sizeof(struct shm_counters) % SHM_CACHELINE == 0, "counters not cache-line sized");
+_Static_assert(sizeof(struct shm_hdr) % SHM_CACHELINE == 0, "header not cache-line sized");
+_Static_assert(alignof(struct shm_slot) == SHM_CACHELINE, "slot alignment");
+_Static_assert(sizeof(struct shm_desc) < 1024, "descriptor too large");
+
+#endif

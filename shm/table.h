@@ -1,0 +1,120 @@
+/* The shared table's API: creation, seqlock'd descriptors, health words, counter stripes. */
+#ifndef SHM_TABLE_H
+#define SHM_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "table-t.h"
+
+/* Bytes needed for a table of this capacity (page-rounded). */
+size_t	 shm_size(uint32_t max_backends, uint32_t max_workers);
+
+/*
+ * shm_create() maps a zeroed MAP_SHARED table (memfd) and writes the
+ * header.  Call in the master before the first fork.  Returns the header
+ * or NULL with errno set; *fdp gets the memfd (may be NULL).
+ */
+struct shm_hdr	*shm_create(uint32_t max_backends, uint32_t max_workers, int *fdp);
+void		 shm_destroy(struct shm_hdr *);
+
+/* shm_check(): 0 if magic, ABI and size are what this binary expects, else -1. */
+int	 shm_check(const struct shm_hdr *, size_t maplen);
+
+static inline struct shm_slot *
+shm_slot(struct shm_hdr *h, uint32_t i)
+{
+	return (struct shm_slot *)((char *)h + h->slots_off) + i;
+}
+
+static inline struct shm_counters *
+shm_ctr(struct shm_hdr *h, uint32_t worker, uint32_t slot)
+{
+	return (struct shm_counters *)((char *)h + h->counters_off) +
+	    (size_t)worker * h->max_backends + slot;
+}
+
+/* Master only: rewrite a slot's descriptor inside its seqlock. */
+void	 shm_desc_write(struct shm_slot *, const struct shm_desc *);
+
+/*
+ * Anyone: copy a consistent descriptor out, retrying while the master
+ * writes.  shm_desc_read() spins until it succeeds; shm_desc_tryread()
+ * makes one attempt and returns 0 on success, -1 if a write raced it
+ * (the copy in the out buffer is then torn and must not be used).
+ */
+void	 shm_desc_read(const struct shm_slot *, struct shm_desc *);
+int	 shm_desc_tryread(const struct shm_slot *, struct shm_desc *);
+
+/* Generation: master bumps after publishing changes; readers compare. */
+uint64_t shm_gen(const struct shm_hdr *);
+void	 shm_gen_bump(struct shm_hdr *);
+
+/*
+ * Single-writer counter update: the calling worker owns the stripe, so a
+ * relaxed load and store suffice (no lock prefix on the hot path).
+ */
+static inline void
+shm_ctr_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+	    memory_order_relaxed);
+}
+
+static inline void
+shm_ctr_inflight_add(_Atomic int64_t *c, int64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+	    memory_order_relaxed);
+}
+
+/* Sum of in-flight requests at a slot over every worker's stripe. */
+int64_t	 shm_inflight(struct shm_hdr *, uint32_t slot);
+
+/* Sum every worker's stripe for a slot into out (plain numbers). */
+struct shm_totals {
+	int64_t	 inflight;
+	uint64_t requests, fails, retries, bytes_in, bytes_out, lat_sum_us, conns;
+	uint64_t status[6];
+	uint64_t lat_hist[SHM_LAT_BUCKETS];
+};
+void	 shm_totals(struct shm_hdr *, uint32_t slot, struct shm_totals *);
+
+/* Latency histogram bucket for a latency in microseconds, and its upper bound (UINT64_MAX for +Inf). */
+unsigned shm_lat_bucket(uint64_t us);
+uint64_t shm_lat_bucket_le_us(unsigned bucket);
+
+/*
+ * Model index (master only writes; readers look up without locks, under
+ * hdr->mseq).  shm_model_intern() returns the id of name, adding it when
+ * new, or -1 when the index is full (or name is empty or longer than
+ * SHM_NAME_MAX - 1).  shm_model_lookup() returns the id or -1.
+ * shm_model_name() copies the name of an id into buf: 0, or -1 if the id
+ * is unknown or buf too small.  Interning does not bump gen: the master
+ * does once its batch of changes is written.
+ */
+int	 shm_model_intern(struct shm_hdr *, const char *name);
+int	 shm_model_lookup(const struct shm_hdr *, const char *name);
+int	 shm_model_name(const struct shm_hdr *, uint32_t id, char *buf, size_t len);
+
+/*
+ * Pools: master sets names under mseq (a NULL name frees the pool);
+ * strategy is one atomic word.  shm_pool_find() returns the index or -1.
+ */
+void	 shm_pool_set(struct shm_hdr *, uint32_t pool, const char *name,
+	    uint32_t strategy, uint32_t base_strategy);
+uint32_t shm_pool_strategy(const struct shm_hdr *, uint32_t pool);
+void	 shm_pool_strategy_set(struct shm_hdr *, uint32_t pool, uint32_t strategy);
+int	 shm_pool_find(const struct shm_hdr *, const char *name);
+
+/*
+ * Half-open trial tickets: shm_trial_take() atomically takes one ticket
+ * and returns 1, or returns 0 when none is left.
+ */
+int	 shm_trial_take(struct shm_slot *);
+
+/* Milliseconds of CLOCK_REALTIME and CLOCK_MONOTONIC. */
+uint64_t shm_now_ms(void);
+uint64_t shm_mono_ms(void);
+
+#endif

@@ -1,0 +1,303 @@
+/* Backend selection: the strategies of DESIGN.md "Balancing" over a worker's view. */
+#include <stdint.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "balance.h"
+
+uint64_t
+balance_rand(struct wview *v)
+{
+	/* xorshift64*: fast, good enough to spread load, never on a secret */
+	uint64_t x = v->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	v->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static int64_t
+balance_inflight(struct wview *v, uint32_t slot)
+{
+	int64_t		 sum = 0;
+	uint32_t	 w;
+
+	for (w = 0; w < v->nstripes; w++)
+		sum += atomic_load_explicit(&shm_ctr(v->shm, w, slot)->inflight,
+		    memory_order_relaxed);
+	return sum;
+}
+
+int
+balance_eligible(struct wview *v, uint32_t slot)
+{
+	const struct wbe	*b = &v->be[slot];
+	const struct shm_slot	*s;
+
+	if (!b->inuse || (b->flags & (SHM_F_DISABLED | SHM_F_DRAINING)))
+		return 0;
+	s = shm_slot(v->shm, slot);
+	if (atomic_load_explicit(&s->health, memory_order_relaxed) == SHM_HEALTH_DOWN)
+		return 0;
+	switch (atomic_load_explicit(&s->breaker, memory_order_relaxed)) {
+	case SHM_BREAKER_OPEN:
+		return 0;
+	case SHM_BREAKER_HALF_OPEN:
+		if (atomic_load_explicit(&s->trial_tickets, memory_order_relaxed) == 0)
+			return 0;
+		break;
+	}
+	if (b->max_conns && balance_inflight(v, slot) >= b->max_conns)
+		return 0;
+	return 1;
+}
+
+static int
+balance_excluded(const struct bal_req *r, uint32_t slot)
+{
+	size_t	i;
+
+	for (i = 0; i < r->nexclude; i++)
+		if (r->exclude[i] == slot)
+			return 1;
+	return 0;
+}
+
+static int
+balance_serves(const struct wbe *b, int model)
+{
+	uint32_t	i;
+
+	if (model < 0)
+		return 1;
+	for (i = 0; i < b->nmodels; i++)
+		if (b->models[i] == (uint32_t)model)
+			return 1;
+	return 0;
+}
+
+int
+balance_pool_has_model(const struct wview *v, uint32_t pool, int model)
+{
+	const struct wpool	*p = &v->pools[pool];
+	size_t			 i;
+
+	for (i = 0; i < p->n; i++)
+		if (balance_serves(&v->be[p->idx[i]], model))
+			return 1;
+	return 0;
+}
+
+/*
+ * Candidate filter shared by every strategy: eligible, not tried yet,
+ * serving the model, in the wanted tier (backup or primary) and, for geo's
+ * first pass, in our region.
+ */
+struct bal_filter {
+	const struct bal_req	*req;
+	int			 backup;	/* tier: 0 primaries, 1 backups */
+	int			 local;		/* 1: only backends in v->region */
+};
+
+static int
+balance_ok(struct wview *v, uint32_t slot, const struct bal_filter *f)
+{
+	const struct wbe	*b = &v->be[slot];
+
+	if (((b->flags & SHM_F_BACKUP) != 0) != f->backup)
+		return 0;
+	if (f->local && strcmp(b->region, v->region) != 0)
+		return 0;
+	if (!balance_serves(b, f->req->model))
+		return 0;
+	if (f->req->nexclude && balance_excluded(f->req, slot))
+		return 0;
+	return balance_eligible(v, slot);
+}
+
+static int
+pick_round_robin(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	size_t	i;
+
+	for (i = 0; i < p->n; i++) {
+		uint32_t slot = p->idx[p->rr++ % p->n];
+
+		if (balance_ok(v, slot, f))
+			return (int)slot;
+	}
+	return -1;
+}
+
+/* nginx-style smooth weighted round robin: O(n), no bursts. */
+static int
+pick_weighted(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	struct wbe	*best = NULL;
+	int64_t		 total = 0;
+	int		 bslot = -1;
+	size_t		 i;
+
+	for (i = 0; i < p->n; i++) {
+		uint32_t	 slot = p->idx[i];
+		struct wbe	*b = &v->be[slot];
+
+		if (!balance_ok(v, slot, f))
+			continue;
+		b->cur += b->weight;
+		total += b->weight;
+		if (best == NULL || b->cur > best->cur) {
+			best = b;
+			bslot = (int)slot;
+		}
+	}
+	if (best != NULL)
+		best->cur -= total;
+	return bslot;
+}
+
+/* Fewest in-flight over all workers; ties broken in turn from a moving start. */
+static int
+pick_least_conn(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	int64_t		 bestn = INT64_MAX;
+	int		 best = -1;
+	size_t		 i, start = p->n ? p->rr++ % p->n : 0;
+
+	for (i = 0; i < p->n; i++) {
+		uint32_t	slot = p->idx[(start + i) % p->n];
+		int64_t		n;
+
+		if (!balance_ok(v, slot, f))
+			continue;
+		n = balance_inflight(v, slot);
+		if (n < bestn) {
+			bestn = n;
+			best = (int)slot;
+		}
+	}
+	return best;
+}
+
+static int
+pick_least_latency(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	uint64_t	 bestc = UINT64_MAX;
+	int		 best = -1;
+	size_t		 i, start = p->n ? p->rr++ % p->n : 0;
+
+	for (i = 0; i < p->n; i++) {
+		uint32_t	slot = p->idx[(start + i) % p->n];
+		uint64_t	lat, cost;
+
+		if (!balance_ok(v, slot, f))
+			continue;
+		lat = atomic_load_explicit(&shm_slot(v->shm, slot)->lat_ewma_us,
+		    memory_order_relaxed);
+		cost = (lat ? lat : 1) * (uint64_t)(balance_inflight(v, slot) + 1);
+		if (cost < bestc) {
+			bestc = cost;
+			best = (int)slot;
+		}
+	}
+	return best;
+}
+
+/* Uniform pick among eligible members; a few random probes, then a scan. */
+static int
+pick_random(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	size_t	i, start;
+
+	if (p->n == 0)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		uint32_t slot = p->idx[balance_rand(v) % p->n];
+
+		if (balance_ok(v, slot, f))
+			return (int)slot;
+	}
+	start = balance_rand(v) % p->n;
+	for (i = 0; i < p->n; i++) {
+		uint32_t slot = p->idx[(start + i) % p->n];
+
+		if (balance_ok(v, slot, f))
+			return (int)slot;
+	}
+	return -1;
+}
+
+static int
+pick_p2c(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	int	a, b;
+
+	if ((a = pick_random(v, p, f)) == -1)
+		return -1;
+	b = pick_random(v, p, f);
+	if (b == -1 || b == a)
+		return a;
+	return balance_inflight(v, (uint32_t)b) < balance_inflight(v, (uint32_t)a) ? b : a;
+}
+
+static int
+pick_with(struct wview *v, struct wpool *p, uint32_t strategy,
+    const struct bal_filter *f)
+{
+	switch (strategy) {
+	case STRAT_WEIGHTED:
+		return pick_weighted(v, p, f);
+	case STRAT_LEAST_CONN:
+		return pick_least_conn(v, p, f);
+	case STRAT_POWER_OF_TWO:
+		return pick_p2c(v, p, f);
+	case STRAT_LEAST_LATENCY:
+		return pick_least_latency(v, p, f);
+	case STRAT_RANDOM:
+		return pick_random(v, p, f);
+	case STRAT_ROUND_ROBIN:
+	default:
+		return pick_round_robin(v, p, f);
+	}
+}
+
+int
+balance_pick(struct wview *v, uint32_t pool, const struct bal_req *req)
+{
+	struct wpool		*p;
+	struct bal_filter	 f = { .req = req };
+	uint32_t		 strat, base;
+	int			 slot;
+
+	if (pool >= v->npools)
+		return -1;
+	p = &v->pools[pool];
+	strat = shm_pool_strategy(v->shm, pool);
+	base = atomic_load_explicit(&v->shm->pools[pool].base_strategy,
+	    memory_order_relaxed);
+	if (base == STRAT_GEO || base == STRAT_MODEL)
+		base = STRAT_ROUND_ROBIN;
+	for (f.backup = 0; f.backup <= 1; f.backup++) {
+		switch (strat) {
+		case STRAT_GEO:
+			f.local = 1;
+			if ((slot = pick_with(v, p, base, &f)) != -1)
+				return slot;
+			f.local = 0;
+			slot = pick_with(v, p, base, &f);
+			break;
+		case STRAT_MODEL:
+			/* the model filter is in req; rank survivors by the base strategy */
+			slot = pick_with(v, p, base, &f);
+			break;
+		default:
+			slot = pick_with(v, p, strat, &f);
+			break;
+		}
+		if (slot != -1)
+			return slot;
+	}
+	return -1;
+}

@@ -1,0 +1,66 @@
+/* Backend selection over a worker's view of the shared table. */
+#ifndef WORKER_BALANCE_H
+#define WORKER_BALANCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/table.h"
+
+/* This worker's copy of one slot's descriptor fields that selection needs. */
+struct wbe {
+	uint32_t	 inuse;
+	uint32_t	 pool;
+	uint32_t	 flags;		/* SHM_F_* */
+	uint32_t	 weight;
+	uint32_t	 max_conns;
+	int64_t		 cur;		/* smooth weighted round robin state */
+	uint32_t	 nmodels;
+	uint32_t	 models[SHM_SLOT_MODELS];
+	char		 region[SHM_NAME_MAX];
+};
+
+struct wpool {
+	uint32_t	*idx;		/* slots of the pool's members */
+	size_t		 n;
+	uint32_t	 rr;		/* round robin cursor */
+};
+
+/* What selection reads: the table for live words, local copies for the rest. */
+struct wview {
+	struct shm_hdr	*shm;
+	uint32_t	 nstripes;	/* worker stripes to sum for in-flight */
+	struct wbe	*be;		/* [shm->max_backends], indexed by slot */
+	struct wpool	*pools;
+	size_t		 npools;
+	uint64_t	 rng;		/* xorshift state, never 0 */
+	char		 region[SHM_NAME_MAX];
+};
+
+#define BAL_EXCLUDE_MAX	8
+
+/* Per-request constraints: slots already tried, the model asked for (-1 = any). */
+struct bal_req {
+	uint32_t	 exclude[BAL_EXCLUDE_MAX];
+	size_t		 nexclude;
+	int		 model;
+};
+
+/*
+ * balance_pick() returns the slot of the backend that should take the
+ * next request of pool under the pool's current strategy (read from the
+ * table), or -1 when no backend is eligible.  Primaries first; backups
+ * only when no primary is eligible.  Does not count the request: the
+ * caller adds it to its in-flight stripe once it is sent.
+ */
+int	 balance_pick(struct wview *, uint32_t pool, const struct bal_req *);
+
+/* 1 if slot may take a request now (health, breaker, flags, max_conns). */
+int	 balance_eligible(struct wview *, uint32_t slot);
+
+/* 1 if some backend of pool serves model id. */
+int	 balance_pool_has_model(const struct wview *, uint32_t pool, int model);
+
+uint64_t balance_rand(struct wview *);
+
+#endif

@@ -1,0 +1,1060 @@
+/* The client side of a proxied exchange: read, validate and re-frame requests, write responses. */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "lib/log.h"
+#include "worker/http.h"
+#include "worker/worker.h"
+
+#define FWD_MARGIN	64	/* room kept in fwd for chunk framing of a parse step */
+#define LINGER_MS	2000	/* how long a closing connection may drain its input */
+
+static void	client_timeout(struct ev_loop *, struct ev_timer *);
+static void	client_io(struct ev_loop *, struct ev_io *, uint32_t);
+static void	client_start(struct client *);
+static void	client_finish(struct client *);
+
+static struct client *
+client_of_parser(llhttp_t *p)
+{
+	return p->data;
+}
+
+/* Error status chosen inside a parser callback, read after llhttp_execute() fails. */
+static int
+client_fail(struct client *c, int status)
+{
+	c->status = status;
+	return -1;
+}
+
+static int
+req_on_message_begin(llhttp_t *p)
+{
+	struct client	*c = client_of_parser(p);
+
+	head_reset(&c->h);
+	c->phase = CP_HEAD;
+	return 0;
+}
+
+static int
+req_on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct client	*c = client_of_parser(p);
+
+	if (c->h.first.len == 0)
+		c->h.first.off = (uint32_t)(at - c->in.data);
+	c->h.first.len += (uint32_t)len;
+	c->h.bytes += len;
+	if (c->h.first.len > c->w->conf->limits.uri)
+		return client_fail(c, 414);
+	return 0;
+}
+
+static int
+req_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct client	*c = client_of_parser(p);
+
+	if (head_field(&c->h, c->in.data, at, len,
+	    c->w->conf->limits.header_count) == -1)
+		return client_fail(c, 431);
+	if (c->h.bytes > c->w->conf->limits.header_size)
+		return client_fail(c, 431);
+	return 0;
+}
+
+static int
+req_on_header_field_complete(llhttp_t *p)
+{
+	head_field_done(&client_of_parser(p)->h);
+	return 0;
+}
+
+static int
+req_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct client	*c = client_of_parser(p);
+
+	head_value(&c->h, c->in.data, at, len);
+	if (c->h.bytes > c->w->conf->limits.header_size)
+		return client_fail(c, 431);
+	return 0;
+}
+
+static int
+req_on_header_value_complete(llhttp_t *p)
+{
+	/* a field with an empty value gets no value callback */
+	client_of_parser(p)->h.in_value = 1;
+	return 0;
+}
+
+/* Find the single field called lname: 1 found, 0 none, -1 more than one. */
+static int
+req_find(struct client *c, const char *lname, struct span *v)
+{
+	int	i, found = 0;
+
+	for (i = 0; i < c->h.n; i++) {
+		if (!span_ieq(c->in.data, c->h.f[i].name, lname))
+			continue;
+		if (found)
+			return -1;
+		*v = c->h.f[i].value;
+		found = 1;
+	}
+	return found;
+}
+
+/* Host: reg-name / IPv4 / [IPv6], optional :port; no spaces, slashes or controls. */
+static int
+req_host_ok(const char *p, size_t n)
+{
+	size_t	i;
+
+	if (n == 0 || n > 255)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if (ch <= 0x20 || ch >= 0x7f || strchr("/\\?#@\"<>{}|^`", ch) != NULL)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Checks the Transfer-Encoding list: only "chunked", once and last, is
+ * accepted; another coding before it is 501, anything else 400.
+ */
+static int
+req_check_te(struct client *c)
+{
+	int	 i, chunked = 0, other = 0, last_chunked = 0;
+
+	for (i = 0; i < c->h.n; i++) {
+		const char	*p, *end;
+
+		if (!span_ieq(c->in.data, c->h.f[i].name, "transfer-encoding"))
+			continue;
+		p = c->in.data + c->h.f[i].value.off;
+		end = p + c->h.f[i].value.len;
+		while (p < end) {
+			const char	*q;
+
+			while (p < end && (*p == ',' || *p == ' ' || *p == '\t'))
+				p++;
+			if (p == end)
+				break;
+			q = p;
+			while (q < end && *q != ',')
+				q++;
+			while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
+				q--;
+			if ((size_t)(q - p) == 7 && strncasecmp(p, "chunked", 7) == 0) {
+				chunked++;
+				last_chunked = 1;
+			} else {
+				other++;
+				last_chunked = 0;
+			}
+			while (q < end && *q != ',')
+				q++;
+			p = q;
+		}
+	}
+	if (chunked == 0 && other == 0)
+		return 0;
+	if (chunked > 1 || !last_chunked)
+		return 400;
+	if (other)
+		return 501;
+	return 0;
+}
+
+/* 1 if every Content-Length field is 1*DIGIT and there is at most one. */
+static int
+req_check_cl(struct client *c)
+{
+	int	i, n = 0;
+
+	for (i = 0; i < c->h.n; i++) {
+		const char	*v;
+		uint32_t	 k;
+
+		if (!span_ieq(c->in.data, c->h.f[i].name, "content-length"))
+			continue;
+		if (++n > 1)
+			return 0;
+		v = c->in.data + c->h.f[i].value.off;
+		if (c->h.f[i].value.len == 0 || c->h.f[i].value.len > 19)
+			return 0;
+		for (k = 0; k < c->h.f[i].value.len; k++)
+			if (v[k] < '0' || v[k] > '9')
+				return 0;
+	}
+	return 1;
+}
+
+static int
+req_method_idempotent(uint8_t m)
+{
+	switch (m) {
+	case HTTP_GET: case HTTP_HEAD: case HTTP_PUT: case HTTP_DELETE:
+	case HTTP_OPTIONS: case HTTP_TRACE:
+		return 1;
+	}
+	return 0;
+}
+
+/* A request id: 128 random bits in hex, from the worker's generator. */
+static void
+req_make_id(struct client *c)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t	a = balance_rand(&c->w->view), b = balance_rand(&c->w->view);
+	int		i;
+
+	for (i = 0; i < 16; i++) {
+		c->rid[i] = hex[(a >> (i * 4)) & 0xf];
+		c->rid[16 + i] = hex[(b >> (i * 4)) & 0xf];
+	}
+	c->rid[WORKER_RID_LEN] = '\0';
+}
+
+/* Longest matching route prefix (host-specific routes first); -1 if none matches. */
+static int
+req_route(struct client *c, const char *path, size_t plen, struct span host)
+{
+	const struct conf	*cf = c->w->conf;
+	size_t			 i, best = 0;
+	int			 pool = -1, best_host = 0;
+
+	if (cf->nroutes == 0)
+		return 0;
+	for (i = 0; i < cf->nroutes; i++) {
+		const struct conf_route	*r = &cf->routes[i];
+		size_t			 n = strlen(r->prefix);
+		int			 hm = 0;
+
+		if (r->host[0] != '\0') {
+			size_t	hl = strlen(r->host);
+
+			if (host.len < hl || strncasecmp(c->in.data + host.off,
+			    r->host, hl) != 0 || (host.len > hl &&
+			    c->in.data[host.off + hl] != ':'))
+				continue;
+			hm = 1;
+		}
+		if (n > plen || memcmp(path, r->prefix, n) != 0)
+			continue;
+		if (pool == -1 || hm > best_host || (hm == best_host && n > best)) {
+			pool = r->pool;
+			best = n;
+			best_host = hm;
+		}
+	}
+	return pool;
+}
+
+/*
+ * The request head is complete: validate it against DESIGN.md's table,
+ * choose the pool and write the upstream head into fwd.  Returns 0 to
+ * pause the parser (the caller attaches a backend), -1 with c->status set.
+ */
+static int
+req_on_headers_complete(llhttp_t *p)
+{
+	struct client		*c = client_of_parser(p);
+	const char		*base = c->in.data;
+	struct conn_tokens	 ct;
+	struct span		 host = { 0, 0 }, v, target = c->h.first;
+	const char		*path;
+	size_t			 plen, lastend, k;
+	int			 i, r, nhost;
+	struct buf		*f;
+	char			 tmp[32];
+
+	c->http10 = p->http_major == 1 && p->http_minor == 0;
+	if (p->http_major != 1 || p->http_minor > 1)
+		return client_fail(c, p->http_major == 2 ? 505 : 400);
+	c->is_head = p->method == HTTP_HEAD;
+	c->idempotent = req_method_idempotent(p->method);
+	if (p->method == HTTP_CONNECT)
+		return client_fail(c, 405);
+
+	/* bare CR or LF anywhere in the head (llhttp 8 tolerates bare LF) */
+	lastend = c->h.first.off + c->h.first.len;
+	for (i = 0; i < c->h.n; i++) {
+		size_t e = c->h.f[i].value.off + c->h.f[i].value.len;
+		size_t e2 = c->h.f[i].name.off + c->h.f[i].name.len;
+
+		if (e > lastend)
+			lastend = e;
+		if (e2 > lastend)
+			lastend = e2;
+		if (!http_is_token(base + c->h.f[i].name.off, c->h.f[i].name.len))
+			return client_fail(c, 400);
+		if (memchr(base + c->h.f[i].value.off, '\0', c->h.f[i].value.len))
+			return client_fail(c, 400);
+	}
+	lastend += 4;
+	if (lastend > c->in.wpos)
+		lastend = c->in.wpos;
+	if (http_bare_crlf(base, lastend))
+		return client_fail(c, 400);
+
+	/* framing */
+	if ((p->flags & F_CHUNKED) && c->http10)
+		return client_fail(c, 400);
+	if ((r = req_check_te(c)) != 0)
+		return client_fail(c, r);
+	if (!req_check_cl(c))
+		return client_fail(c, 400);
+	if ((p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH))
+		return client_fail(c, 400);
+	if (p->flags & F_CHUNKED)
+		c->req_body = BODY_CHUNKED;
+	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
+		c->req_body = BODY_LENGTH;
+	else
+		c->req_body = BODY_NONE;
+	if (c->w->conf->limits.body && c->req_body == BODY_LENGTH &&
+	    p->content_length > c->w->conf->limits.body)
+		return client_fail(c, 413);
+
+	/* Host */
+	nhost = req_find(c, "host", &host);
+	if (nhost == -1 || (nhost == 0 && !c->http10))
+		return client_fail(c, 400);
+	if (nhost == 1 && !req_host_ok(base + host.off, host.len))
+		return client_fail(c, 400);
+
+	/* request target: origin-form, absolute-form, or * for OPTIONS */
+	path = base + target.off;
+	plen = target.len;
+	if (plen > 0 && path[0] == '/') {
+		/* origin-form */
+	} else if (plen == 1 && path[0] == '*' && p->method == HTTP_OPTIONS) {
+		/* asterisk-form */
+	} else if (plen > 7 && (strncasecmp(path, "http://", 7) == 0 ||
+	    (plen > 8 && strncasecmp(path, "https://", 8) == 0))) {
+		const char *a = path + (path[4] == ':' ? 7 : 8), *e = path + plen;
+		const char *s = memchr(a, '/', (size_t)(e - a));
+
+		if (s == NULL)
+			s = e;
+		if (s == a || !req_host_ok(a, (size_t)(s - a)) ||
+		    memchr(a, '@', (size_t)(s - a)) != NULL)
+			return client_fail(c, 400);
+		host.off = (uint32_t)(a - base);
+		host.len = (uint32_t)(s - a);
+		nhost = 2;		/* authority replaces any Host field */
+		path = s;
+		plen = (size_t)(e - s);
+	} else
+		return client_fail(c, 400);
+
+	/* Expect */
+	c->expect_100 = 0;
+	if (req_find(c, "expect", &v) != 0) {
+		if (!span_ieq(base, v, "100-continue"))
+			return client_fail(c, 417);
+		if (!c->http10 && c->req_body != BODY_NONE)
+			c->expect_100 = 1;
+	}
+
+	/* the pool */
+	if ((c->pool = req_route(c, path, plen, host)) == -1)
+		return client_fail(c, 404);
+
+	/* X-Request-Id: keep a sane one, else make ours */
+	c->rid[0] = '\0';
+	if (req_find(c, "x-request-id", &v) == 1 && v.len > 0 &&
+	    v.len <= WORKER_RID_LEN + 32 && v.len < sizeof(c->rid) &&
+	    http_is_token(base + v.off, v.len)) {
+		memcpy(c->rid, base + v.off, v.len);
+		c->rid[v.len] = '\0';
+	}
+	if (c->rid[0] == '\0')
+		req_make_id(c);
+
+	/* the upstream head */
+	http_conn_tokens(base, &c->h, &ct);
+	if (c->fwd.data == NULL)
+		c->fwd.data = worker_fwd_get(c->w);
+	if (c->fwd.data == NULL)
+		return client_fail(c, 503);
+	f = &c->fwd;
+	f->cap = c->w->fwdsz;
+	buf_reset(f);
+	if (c->h.bytes + plen + 512 + (size_t)c->h.n * 4 > f->cap)
+		return client_fail(c, 431);
+	buf_puts(f, llhttp_method_name((llhttp_method_t)p->method));
+	buf_put(f, " ", 1);
+	buf_put(f, path, plen);
+	buf_puts(f, " HTTP/1.1\r\nHost: ");
+	if (nhost > 0)
+		buf_put(f, base + host.off, host.len);
+	buf_puts(f, "\r\n");
+	for (i = 0; i < c->h.n; i++) {
+		struct hfield	*hf = &c->h.f[i];
+		const char	*n = base + hf->name.off;
+
+		switch (n[0] | 0x20) {
+		case 'h':
+			if (span_ieq(base, hf->name, "host"))
+				continue;
+			break;
+		case 'c':
+			if (span_ieq(base, hf->name, "content-length"))
+				continue;
+			break;
+		case 'e':
+			if (span_ieq(base, hf->name, "expect"))
+				continue;
+			break;
+		case 'x':
+			if (span_ieq(base, hf->name, "x-forwarded-for") ||
+			    span_ieq(base, hf->name, "x-forwarded-proto") ||
+			    span_ieq(base, hf->name, "x-request-id"))
+				continue;
+			break;
+		}
+		if (http_hop_by_hop(base, hf->name, &ct))
+			continue;
+		buf_put(f, n, hf->name.len);
+		buf_put(f, ": ", 2);
+		buf_put(f, base + hf->value.off, hf->value.len);
+		buf_put(f, "\r\n", 2);
+	}
+	/* X-Forwarded-For: what earlier proxies said, then the client */
+	buf_puts(f, "X-Forwarded-For: ");
+	for (i = 0, k = 0; i < c->h.n; i++) {
+		if (!span_ieq(base, c->h.f[i].name, "x-forwarded-for") ||
+		    c->h.f[i].value.len == 0)
+			continue;
+		if (f->wpos + c->h.f[i].value.len + 128 > f->cap)
+			break;
+		buf_put(f, base + c->h.f[i].value.off, c->h.f[i].value.len);
+		buf_put(f, ", ", 2);
+		k++;
+	}
+	buf_puts(f, c->ip);
+	buf_puts(f, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
+	buf_puts(f, c->rid);
+	buf_puts(f, "\r\n");
+	if (c->req_body == BODY_LENGTH) {
+		snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)p->content_length);
+		buf_puts(f, "Content-Length: ");
+		buf_puts(f, tmp);
+		buf_puts(f, "\r\n");
+	} else if (c->req_body == BODY_CHUNKED)
+		buf_puts(f, "Transfer-Encoding: chunked\r\n");
+	buf_puts(f, "\r\n");
+	c->fwd_whole = 1;
+	c->body_len = 0;
+	c->close_after = ct.close || (c->http10 && !ct.keepalive) ||
+	    !llhttp_should_keep_alive(p);
+	c->phase = CP_BODY;
+	/* no body: let llhttp reach message_complete in this same call */
+	return c->req_body == BODY_NONE ? 0 : HPE_PAUSED;
+}
+
+static int
+req_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct client	*c = client_of_parser(p);
+
+	c->body_len += len;
+	if (c->w->conf->limits.body && c->body_len > c->w->conf->limits.body)
+		return client_fail(c, 413);
+	buf_put(&c->fwd, at, len);
+	return 0;
+}
+
+static int
+req_on_chunk_header(llhttp_t *p)
+{
+	struct client	*c = client_of_parser(p);
+
+	if (p->content_length > 0) {
+		c->fwd.wpos += http_chunk_header(c->fwd.data + c->fwd.wpos,
+		    p->content_length);
+		c->chunk_open = 1;
+	}
+	return 0;
+}
+
+static int
+req_on_chunk_complete(llhttp_t *p)
+{
+	struct client	*c = client_of_parser(p);
+
+	/* the zero-size last chunk is written in message_complete */
+	if (c->chunk_open) {
+		buf_put(&c->fwd, "\r\n", 2);
+		c->chunk_open = 0;
+	}
+	return 0;
+}
+
+static int
+req_on_message_complete(llhttp_t *p)
+{
+	struct client	*c = client_of_parser(p);
+
+	if (c->req_body == BODY_CHUNKED)
+		buf_puts(&c->fwd, "0\r\n\r\n");
+	c->msg_done = 1;
+	if (c->phase == CP_BODY)
+		c->phase = CP_SENT;
+	return HPE_PAUSED;
+}
+
+void
+client_settings(llhttp_settings_t *s)
+{
+	llhttp_settings_init(s);
+	s->on_message_begin = req_on_message_begin;
+	s->on_url = req_on_url;
+	s->on_header_field = req_on_header_field;
+	s->on_header_field_complete = req_on_header_field_complete;
+	s->on_header_value = req_on_header_value;
+	s->on_header_value_complete = req_on_header_value_complete;
+	s->on_headers_complete = req_on_headers_complete;
+	s->on_body = req_on_body;
+	s->on_chunk_header = req_on_chunk_header;
+	s->on_chunk_complete = req_on_chunk_complete;
+	s->on_message_complete = req_on_message_complete;
+}
+
+/* Status for a parser error that no callback chose. */
+static int
+client_parse_status(struct client *c, llhttp_errno_t err)
+{
+	if (c->status)
+		return c->status;
+	switch (err) {
+	case HPE_INVALID_TRANSFER_ENCODING:
+		return 400;
+	case HPE_INVALID_METHOD:
+		return 400;
+	case HPE_INVALID_VERSION:
+		return 400;
+	default:
+		return 400;
+	}
+}
+
+void
+client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss)
+{
+	struct client	*c;
+	int		 one = 1;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->w = w;
+	c->io.fd = fd;
+	c->io.cb = client_io;
+	c->slot = -1;
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
+		    c->ip, sizeof(c->ip));
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr,
+		    c->ip, sizeof(c->ip));
+	else
+		strlcpy(c->ip, "unix", sizeof(c->ip));
+	llhttp_init(&c->parser, HTTP_REQUEST, &w->req_settings);
+	c->parser.data = c;
+	ev_timer_init(&c->timer, client_timeout);
+	if (ev_add(&w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) == -1) {
+		log_warn("client_accept: epoll_ctl");
+		close(fd);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&w->clients, c, entry);
+	w->nclients++;
+	atomic_store_explicit(&w->shm->workers[w->index].conns, w->nclients,
+	    memory_order_relaxed);
+	c->phase = CP_IDLE;
+	c->wr_ready = 1;
+	c->rd_ready = 1;	/* data may already be queued: try a read at once */
+	ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
+	client_drive(c);
+}
+
+static void
+client_release_bufs(struct client *c)
+{
+	if (c->in.data != NULL && buf_len(&c->in) == 0) {
+		worker_buf_put(c->w, c->in.data);
+		memset(&c->in, 0, sizeof(c->in));
+	}
+	if (c->out.data != NULL && buf_len(&c->out) == 0) {
+		worker_buf_put(c->w, c->out.data);
+		memset(&c->out, 0, sizeof(c->out));
+	}
+	if (c->fwd.data != NULL) {
+		worker_fwd_put(c->w, c->fwd.data);
+		memset(&c->fwd, 0, sizeof(c->fwd));
+	}
+}
+
+void
+client_close(struct client *c)
+{
+	struct worker	*w = c->w;
+
+	if (c->closed)
+		return;
+	c->closed = 1;
+	if (c->up != NULL)
+		upstream_release(c->up, 0);
+	ev_timer_stop(&w->loop, &c->timer);
+	ev_del(&w->loop, &c->io);
+	close(c->io.fd);
+	if (c->in.data)
+		worker_buf_put(w, c->in.data);
+	if (c->out.data)
+		worker_buf_put(w, c->out.data);
+	if (c->fwd.data)
+		worker_fwd_put(w, c->fwd.data);
+	c->in.data = c->out.data = c->fwd.data = NULL;
+	TAILQ_REMOVE(&w->clients, c, entry);
+	w->nclients--;
+	atomic_store_explicit(&w->shm->workers[w->index].conns, w->nclients,
+	    memory_order_relaxed);
+	/* freed after the current batch of events, which may still name it */
+	TAILQ_INSERT_TAIL(&w->czombies, c, entry);
+}
+
+/* Stop sending, keep reading (and dropping) for a while so our last reply is not reset away. */
+static void
+client_linger(struct client *c)
+{
+	if (c->phase == CP_LINGER)
+		return;
+	c->phase = CP_LINGER;
+	shutdown(c->io.fd, SHUT_WR);
+	if (c->in.data)
+		buf_reset(&c->in);
+	ev_timer_after(&c->w->loop, &c->timer, LINGER_MS);
+}
+
+/*
+ * Reply with our own status (an error, or 503 when no backend can take
+ * it).  Nothing of a response may have been sent yet; if something was,
+ * the connection is cut instead.  After the reply the connection closes
+ * unless the request was read whole and both sides allow keep-alive.
+ */
+void
+client_reply(struct client *c, int status, const char *msg)
+{
+	int	close_it;
+
+	if (c->up != NULL)
+		upstream_release(c->up, 0);
+	if (c->head_sent || c->resp_started) {
+		client_close(c);
+		return;
+	}
+	close_it = !c->msg_done || c->close_after || c->w->draining ||
+	    status == 400 || status == 408 || status == 413 || status == 414 ||
+	    status == 431 || status == 417 || status == 501 || status == 505 ||
+	    status == 405;
+	if (c->out.data == NULL && (c->out.data = worker_buf_get(c->w)) == NULL) {
+		client_close(c);
+		return;
+	}
+	c->out.cap = WORKER_BUFSZ;
+	buf_reset(&c->out);
+	if (reply_build(&c->out, status, msg, close_it, c->rid) == -1) {
+		client_close(c);
+		return;
+	}
+	c->status = status;
+	c->head_sent = 1;
+	c->resp_done = 1;
+	c->resp_close = close_it;
+	c->phase = CP_REPLY;
+	ev_timer_after(&c->w->loop, &c->timer, c->w->conf->timeout.client_idle_ms);
+	client_drive(c);
+}
+
+static const char *
+client_status_msg(int status)
+{
+	switch (status) {
+	case 400: return "bad request";
+	case 404: return "no route for this path";
+	case 405: return "method not allowed";
+	case 408: return "request timed out";
+	case 413: return "request body too large";
+	case 414: return "request target too long";
+	case 417: return "unsupported expectation";
+	case 431: return "request header fields too large";
+	case 501: return "transfer coding not implemented";
+	case 503: return "no backend available";
+	case 505: return "HTTP version not supported";
+	default: return reply_reason(status);
+	}
+}
+
+/* Feed buffered request bytes to llhttp.  Returns 1 on progress, 0 on none, -1 if c was closed. */
+static int
+client_parse(struct client *c)
+{
+	const char	*p;
+	size_t		 n;
+	llhttp_errno_t	 err;
+
+	if (c->msg_done || c->phase >= CP_REPLY || buf_len(&c->in) == 0)
+		return 0;
+	n = buf_len(&c->in);
+	if (c->phase == CP_BODY) {
+		/* body: never produce more than fwd can take */
+		if (c->expect_100) {
+			/* the client waits for our go-ahead: it is sent when a backend is ours */
+			if (c->up == NULL)
+				return 0;
+		}
+		if (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap) {
+			if (c->fwd.rpos == 0)
+				return 0;
+			buf_compact(&c->fwd);
+			c->fwd_whole = 0;
+			if (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap)
+				return 0;
+		}
+		if (n > c->fwd.cap - c->fwd.wpos - FWD_MARGIN)
+			n = c->fwd.cap - c->fwd.wpos - FWD_MARGIN;
+	}
+	p = c->in.data + c->in.rpos;
+	err = llhttp_execute(&c->parser, p, n);
+	if (err == HPE_OK) {
+		c->in.rpos += n;
+	} else if (err == HPE_PAUSED) {
+		c->in.rpos += (size_t)(llhttp_get_error_pos(&c->parser) - p);
+		llhttp_resume(&c->parser);
+	} else {
+		int st = client_parse_status(c, err);
+
+		log_debug("client %s: %s (%s)", c->ip, llhttp_errno_name(err),
+		    llhttp_get_error_reason(&c->parser));
+		c->msg_done = 0;
+		client_reply(c, st, client_status_msg(st));
+		return c->closed ? -1 : 1;
+	}
+	if ((c->phase == CP_BODY || c->phase == CP_SENT) && !c->started) {
+		c->started = 1;
+		client_start(c);
+	}
+	if (c->closed)
+		return -1;
+	/* the head buffer may be recycled once the head is converted */
+	if (c->phase >= CP_BODY && c->in.rpos == c->in.wpos)
+		buf_reset(&c->in);
+	return 1;
+}
+
+/* The head is parsed: pick a backend and attach a connection. */
+static void
+client_start(struct client *c)
+{
+	struct worker	*w = c->w;
+
+	c->t_start = w->loop.now;
+	c->breq.nexclude = 0;
+	c->breq.model = -1;
+	c->attempts = 0;
+	c->status = 0;
+	ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
+	if (upstream_attach(c) == -1) {
+		client_reply(c, c->attempts ? 502 : 503,
+		    c->attempts ? "no backend could be reached" :
+		    "no backend available");
+		return;
+	}
+	if (c->expect_100 && !c->closed) {
+		if (c->out.data == NULL && (c->out.data = worker_buf_get(w)) == NULL) {
+			client_close(c);
+			return;
+		}
+		c->out.cap = WORKER_BUFSZ;
+		buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+		c->expect_100 = 0;
+	}
+}
+
+/* Reads what the socket has into in.  1 progress, 0 none, -1 closed. */
+static int
+client_read(struct client *c)
+{
+	ssize_t	n;
+	size_t	room;
+
+	if (c->in.data == NULL) {
+		if ((c->in.data = worker_buf_get(c->w)) == NULL)
+			return 0;
+		c->in.cap = WORKER_BUFSZ;
+		buf_reset(&c->in);
+	}
+	if (c->phase == CP_LINGER)
+		buf_reset(&c->in);
+	if (buf_room(&c->in) == 0 && c->phase != CP_HEAD && c->phase != CP_IDLE)
+		buf_compact(&c->in);
+	room = buf_room(&c->in);
+	if (room == 0) {
+		if (c->phase == CP_HEAD || c->phase == CP_IDLE) {
+			/* a head that does not fit our buffer */
+			client_reply(c, 431, client_status_msg(431));
+			return -1;
+		}
+		return 0;
+	}
+	n = read(c->io.fd, c->in.data + c->in.wpos, room);
+	if (n > 0) {
+		c->in.wpos += (size_t)n;
+		if ((size_t)n < room)
+			c->rd_ready = 0;	/* drained: the next edge tells us more */
+		if (c->phase == CP_IDLE) {
+			c->phase = CP_HEAD;
+			c->t_start = c->w->loop.now;
+			ev_timer_after(&c->w->loop, &c->timer,
+			    c->w->conf->timeout.client_header_ms);
+		} else if (c->phase == CP_BODY)
+			ev_timer_after(&c->w->loop, &c->timer,
+			    c->w->conf->timeout.client_idle_ms);
+		return 1;
+	}
+	if (n == 0) {
+		c->eof = 1;
+		c->rd_ready = 0;
+		return 1;
+	}
+	if (errno == EAGAIN || errno == EINTR) {
+		c->rd_ready = 0;
+		return 0;
+	}
+	c->eof = 1;
+	c->rd_ready = 0;
+	return 1;
+}
+
+static int
+client_write(struct client *c)
+{
+	ssize_t	n;
+
+	n = write(c->io.fd, c->out.data + c->out.rpos, buf_len(&c->out));
+	if (n > 0) {
+		c->out.rpos += (size_t)n;
+		c->bytes_out += (size_t)n;
+		if (c->out.rpos == c->out.wpos)
+			buf_reset(&c->out);
+		else
+			c->wr_ready = 0;
+		return 1;
+	}
+	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+		c->wr_ready = 0;
+		return 0;
+	}
+	/* the client went away */
+	client_close(c);
+	return -1;
+}
+
+/*
+ * The response went out whole (or our reply did): account, then either
+ * wait for the next request on this connection or close it.
+ */
+static void
+client_finish(struct client *c)
+{
+	struct worker	*w = c->w;
+	int		 keep;
+
+	if (c->phase == CP_REPLY)
+		keep = !c->resp_close;
+	else
+		keep = c->msg_done && !c->resp_close && !c->close_after && !c->eof;
+	if (c->up != NULL)
+		upstream_release(c->up, 0);
+	if (!keep) {
+		/* unread input (a body we refused, pipelined requests) would turn close into a reset */
+		if (c->eof || (c->msg_done && (c->in.data == NULL || buf_len(&c->in) == 0)))
+			client_close(c);
+		else
+			client_linger(c);
+		return;
+	}
+	/* ready for the next request on this connection */
+	c->phase = CP_IDLE;
+	c->msg_done = c->resp_started = c->resp_done = c->head_sent = 0;
+	c->started = c->chunk_open = 0;
+	c->resp_close = c->close_after = c->expect_100 = 0;
+	c->slot = -1;
+	c->attempts = 0;
+	c->status = 0;
+	c->t_start = 0;
+	c->bytes_out = 0;
+	c->req_body = BODY_NONE;
+	buf_compact(&c->in);
+	client_release_bufs(c);
+	ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
+	if (c->in.data != NULL && buf_len(&c->in) > 0) {
+		c->phase = CP_HEAD;
+		c->t_start = w->loop.now;
+		ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_header_ms);
+	}
+}
+
+/*
+ * Moves the exchange forward as far as the sockets allow: write what is
+ * pending to the client, let the upstream move, read and parse client
+ * bytes.  Called on every event of either side.
+ */
+void
+client_drive(struct client *c)
+{
+	int	progress, r;
+
+	do {
+		progress = 0;
+		if (c->closed)
+			return;
+		if (c->out.data != NULL && buf_len(&c->out) > 0 && c->wr_ready) {
+			if ((r = client_write(c)) == -1)
+				return;
+			progress |= r;
+		}
+		if (c->resp_done && (c->out.data == NULL || buf_len(&c->out) == 0) &&
+		    c->phase != CP_LINGER) {
+			client_finish(c);
+			if (c->closed)
+				return;
+			progress = 1;
+		}
+		if (c->up != NULL) {
+			if ((r = upstream_drive(c->up)) == -1 || c->closed)
+				return;
+			progress |= r;
+		}
+		if (c->rd_ready && !c->eof) {
+			if ((r = client_read(c)) == -1)
+				return;
+			progress |= r;
+		}
+		if (c->phase == CP_LINGER) {
+			if (c->eof) {
+				client_close(c);
+				return;
+			}
+			if (c->in.data)
+				buf_reset(&c->in);
+			continue;
+		}
+		if (c->in.data != NULL && buf_len(&c->in) > 0) {
+			if ((r = client_parse(c)) == -1)
+				return;
+			progress |= r;
+		}
+		if (c->eof && !c->closed && c->phase != CP_REPLY) {
+			if (c->phase == CP_IDLE || (c->phase == CP_HEAD &&
+			    (c->in.data == NULL || buf_len(&c->in) == 0) && c->h.bytes == 0)) {
+				client_close(c);
+				return;
+			}
+			if (!c->msg_done) {
+				/* the client gave up in the middle of its request */
+				if (c->phase == CP_HEAD && !c->head_sent) {
+					client_reply(c, 400, "incomplete request");
+					return;
+				}
+				client_close(c);
+				return;
+			}
+			/* a half-close after a whole request: answer it, then close */
+			c->close_after = 1;
+		}
+	} while (progress);
+
+	/* a slow reader holds our response: that is what the idle timer is for */
+	if (c->out.data != NULL && buf_len(&c->out) > 0 && c->phase == CP_SENT)
+		ev_timer_after(&c->w->loop, &c->timer, c->w->conf->timeout.client_idle_ms);
+}
+
+static void
+client_io(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct client	*c = (struct client *)io;
+
+	if (c->closed)
+		return;
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->rd_ready = 1;
+	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		c->wr_ready = 1;
+	client_drive(c);
+}
+
+static void
+client_timeout(struct ev_loop *l, struct ev_timer *t)
+{
+	struct client	*c = (struct client *)((char *)t - offsetof(struct client, timer));
+
+	if (c->closed)
+		return;
+	switch (c->phase) {
+	case CP_IDLE:
+	case CP_LINGER:
+	case CP_REPLY:
+		client_close(c);
+		break;
+	case CP_HEAD:
+		client_reply(c, 408, client_status_msg(408));
+		break;
+	case CP_BODY:
+		if (!c->head_sent && !c->resp_started) {
+			client_reply(c, 408, client_status_msg(408));
+			break;
+		}
+		client_close(c);
+		break;
+	case CP_SENT:
+		/* only armed while the client does not read our response */
+		if (c->out.data != NULL && buf_len(&c->out) > 0)
+			client_close(c);
+		break;
+	case CP_WAIT:
+		client_reply(c, 503, "timed out waiting for a backend");
+		break;
+	}
+}
+
+/* Draining: idle keep-alive connections are left to their next request (answered with close) or their timer. */
+void
+client_drain_notice(struct worker *w)
+{
+	(void)w;
+}

@@ -1,0 +1,89 @@
+/* routerd's own replies: status lines and OpenAI-style JSON error bodies (jansson). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "worker/worker.h"
+
+const char *
+reply_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 417: return "Expectation Failed";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+static const char *
+reply_type(int status)
+{
+	if (status == 404)
+		return "not_found_error";
+	if (status < 500)
+		return "invalid_request_error";
+	return "server_error";
+}
+
+/*
+ * reply_build() appends a complete response (head and JSON body
+ * {"error": {"message", "type", "code"}}) to b.  Returns 0, or -1 if b
+ * has no room (the caller closes the connection instead).
+ */
+int
+reply_build(struct buf *b, int status, const char *msg, int close,
+    const char *rid)
+{
+	json_t	*root;
+	char	*body;
+	char	 ridline[96];
+	int	 n;
+	size_t	 blen;
+
+	root = json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg,
+	    "type", reply_type(status), "code", status);
+	if (root == NULL)
+		return -1;
+	body = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (body == NULL)
+		return -1;
+	blen = strlen(body);
+	ridline[0] = '\0';
+	if (rid != NULL && rid[0] != '\0')
+		snprintf(ridline, sizeof(ridline), "X-Request-Id: %s\r\n", rid);
+	n = snprintf(b->data + b->wpos, buf_room(b),
+	    "HTTP/1.1 %d %s\r\n"
+	    "Server: routerd\r\n"
+	    "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "%s%s%s"
+	    "\r\n%s\n",
+	    status, reply_reason(status), blen + 1,
+	    status == 503 ? "Retry-After: 1\r\n" : "",
+	    close ? "Connection: close\r\n" : "", ridline, body);
+	free(body);
+	if (n < 0 || (size_t)n >= buf_room(b))
+		return -1;
+	b->wpos += (size_t)n;
+	return 0;
+}

@@ -1,0 +1,748 @@
+/* The backend side of a proxied exchange: idle pools, connects, failover, response re-framing. */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "worker/http.h"
+#include "worker/worker.h"
+
+#define OUT_MARGIN	64		/* room kept in the client's out for framing */
+#define UP_IDLE_MS	30000		/* idle keep-alive connection to a backend */
+
+enum up_err {
+	UPE_CONNECT,		/* the backend never got the request */
+	UPE_SEND,		/* reset while sending */
+	UPE_EMPTY,		/* closed or reset before any response byte */
+	UPE_TIMEOUT,		/* no response byte in time */
+	UPE_BAD,		/* the response broke HTTP */
+	UPE_TRUNCATED		/* closed in the middle of the response body */
+};
+
+static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
+static void	upstream_timeout(struct ev_loop *, struct ev_timer *);
+static void	upstream_fail(struct upconn *, enum up_err);
+
+static struct shm_counters *
+up_ctr(struct upconn *u)
+{
+	return shm_ctr(u->w->shm, u->w->index, u->slot);
+}
+
+static struct upconn *
+up_of_parser(llhttp_t *p)
+{
+	return p->data;
+}
+
+static int
+resp_on_message_begin(llhttp_t *p)
+{
+	struct upconn	*u = up_of_parser(p);
+
+	head_reset(&u->h);
+	u->head_done = 0;
+	return 0;
+}
+
+static int
+resp_on_status(llhttp_t *p, const char *at, size_t len)
+{
+	struct upconn	*u = up_of_parser(p);
+
+	if (u->h.first.len == 0)
+		u->h.first.off = (uint32_t)(at - u->in.data);
+	u->h.first.len += (uint32_t)len;
+	u->h.bytes += len;
+	return 0;
+}
+
+static int
+resp_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct upconn	*u = up_of_parser(p);
+
+	if (head_field(&u->h, u->in.data, at, len, WORKER_HDR_MAX) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+resp_on_header_field_complete(llhttp_t *p)
+{
+	head_field_done(&up_of_parser(p)->h);
+	return 0;
+}
+
+static int
+resp_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct upconn	*u = up_of_parser(p);
+
+	head_value(&u->h, u->in.data, at, len);
+	return 0;
+}
+
+static int
+resp_on_header_value_complete(llhttp_t *p)
+{
+	up_of_parser(p)->h.in_value = 1;
+	return 0;
+}
+
+/* Status line text for the client: the backend's reason phrase if it is sane. */
+static void
+resp_status_line(struct upconn *u, struct buf *o, int status)
+{
+	char	tmp[32];
+	int	n;
+
+	n = snprintf(tmp, sizeof(tmp), "HTTP/1.1 %03d ", status);
+	buf_put(o, tmp, (size_t)n);
+	if (u->h.first.len > 0 && u->h.first.len < 128)
+		buf_put(o, u->in.data + u->h.first.off, u->h.first.len);
+	else
+		buf_puts(o, reply_reason(status));
+	buf_put(o, "\r\n", 2);
+}
+
+/*
+ * The response head is complete.  Interim (1xx) heads are dropped: we
+ * answer Expect ourselves and never upgrade.  A final head is rewritten
+ * into the client's out buffer with hop-by-hop fields removed and the
+ * framing chosen for the client.  Returns 1 for HEAD (no body), 0 to go on,
+ * -1 for a head we refuse to forward.
+ */
+static int
+resp_on_headers_complete(llhttp_t *p)
+{
+	struct upconn		*u = up_of_parser(p);
+	struct client		*c = u->cl;
+	const char		*base = u->in.data;
+	struct conn_tokens	 ct;
+	struct buf		*o = &c->out;
+	int			 status = p->status_code, i, keep, nobody;
+	struct shm_counters	*k = up_ctr(u);
+	uint64_t		 lat;
+
+	u->head_done = 1;
+	if (status < 200) {
+		u->interim = 1;
+		return status == 101 ? -1 : 0;
+	}
+	if ((p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH))
+		return -1;
+	if (u->h.bytes + (size_t)u->h.n * 4 + 256 > buf_room(o) ||
+	    p->http_major != 1)
+		return -1;
+
+	nobody = c->is_head || status == 204 || status == 304;
+	if (nobody)
+		c->resp_body = BODY_NONE;
+	else if (p->flags & F_CHUNKED)
+		c->resp_body = c->http10 ? BODY_EOF : BODY_CHUNKED;
+	else if (p->flags & F_CONTENT_LENGTH)
+		c->resp_body = BODY_LENGTH;
+	else
+		c->resp_body = c->http10 ? BODY_EOF : BODY_CHUNKED;
+	u->parser_eof_body = !nobody && !(p->flags & (F_CHUNKED | F_CONTENT_LENGTH));
+	/* decided now: llhttp resets its flags once the message completes */
+	u->keepalive = llhttp_should_keep_alive(p) && !u->parser_eof_body;
+
+	/* keep the client connection when the request is in and both sides allow it */
+	keep = !c->close_after && !c->w->draining && c->resp_body != BODY_EOF;
+	c->resp_close = !keep;
+
+	http_conn_tokens(base, &u->h, &ct);
+	resp_status_line(u, o, status);
+	for (i = 0; i < u->h.n; i++) {
+		struct hfield	*hf = &u->h.f[i];
+
+		if (http_hop_by_hop(base, hf->name, &ct))
+			continue;
+		if (c->resp_body != BODY_LENGTH && !nobody &&
+		    span_ieq(base, hf->name, "content-length"))
+			continue;
+		buf_put(o, base + hf->name.off, hf->name.len);
+		buf_put(o, ": ", 2);
+		buf_put(o, base + hf->value.off, hf->value.len);
+		buf_put(o, "\r\n", 2);
+	}
+	if (c->resp_body == BODY_CHUNKED)
+		buf_puts(o, "Transfer-Encoding: chunked\r\n");
+	if (c->resp_close)
+		buf_puts(o, "Connection: close\r\n");
+	else if (c->http10)
+		buf_puts(o, "Connection: keep-alive\r\n");
+	buf_put(o, "\r\n", 2);
+
+	c->status = status;
+	c->head_sent = 1;
+	lat = (c->w->loop.now - c->t_start) * 1000;
+	shm_ctr_add(&k->status[status / 100 <= 5 ? status / 100 : 0], 1);
+	shm_ctr_add(&k->lat_sum_us, lat);
+	shm_ctr_add(&k->lat_hist[shm_lat_bucket(lat)], 1);
+	if (status < 500)
+		atomic_store_explicit(&k->consec_fails, 0, memory_order_relaxed);
+	return c->is_head ? 1 : 0;
+}
+
+static int
+resp_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct upconn	*u = up_of_parser(p);
+	struct client	*c = u->cl;
+	struct buf	*o = &c->out;
+
+	if (u->parser_eof_body && c->resp_body == BODY_CHUNKED) {
+		o->wpos += http_chunk_header(o->data + o->wpos, len);
+		buf_put(o, at, len);
+		buf_put(o, "\r\n", 2);
+		return 0;
+	}
+	buf_put(o, at, len);
+	return 0;
+}
+
+static int
+resp_on_chunk_header(llhttp_t *p)
+{
+	struct upconn	*u = up_of_parser(p);
+	struct client	*c = u->cl;
+
+	if (c->resp_body == BODY_CHUNKED && p->content_length > 0) {
+		c->out.wpos += http_chunk_header(c->out.data + c->out.wpos,
+		    p->content_length);
+		u->chunk_open = 1;
+	}
+	return 0;
+}
+
+static int
+resp_on_chunk_complete(llhttp_t *p)
+{
+	struct upconn	*u = up_of_parser(p);
+
+	if (u->chunk_open) {
+		buf_put(&u->cl->out, "\r\n", 2);
+		u->chunk_open = 0;
+	}
+	return 0;
+}
+
+static int
+resp_on_message_complete(llhttp_t *p)
+{
+	struct upconn	*u = up_of_parser(p);
+	struct client	*c = u->cl;
+
+	if (u->interim) {
+		u->interim = 0;
+		return 0;
+	}
+	if (c->resp_body == BODY_CHUNKED)
+		buf_puts(&c->out, "0\r\n\r\n");
+	c->resp_done = 1;
+	return HPE_PAUSED;
+}
+
+void
+upstream_settings(llhttp_settings_t *s)
+{
+	llhttp_settings_init(s);
+	s->on_message_begin = resp_on_message_begin;
+	s->on_status = resp_on_status;
+	s->on_header_field = resp_on_header_field;
+	s->on_header_field_complete = resp_on_header_field_complete;
+	s->on_header_value = resp_on_header_value;
+	s->on_header_value_complete = resp_on_header_value_complete;
+	s->on_headers_complete = resp_on_headers_complete;
+	s->on_body = resp_on_body;
+	s->on_chunk_header = resp_on_chunk_header;
+	s->on_chunk_complete = resp_on_chunk_complete;
+	s->on_message_complete = resp_on_message_complete;
+}
+
+static void
+up_free_in(struct upconn *u)
+{
+	if (u->in.data != NULL) {
+		worker_buf_put(u->w, u->in.data);
+		memset(&u->in, 0, sizeof(u->in));
+	}
+}
+
+/* Close a connection for good; the struct is freed after this batch of events. */
+static void
+up_close(struct upconn *u)
+{
+	struct worker	*w = u->w;
+
+	if (u->closed)
+		return;
+	u->closed = 1;
+	if (u->phase == UP_IDLE) {
+		TAILQ_REMOVE(&w->wb[u->slot].idle, u, entry);
+		w->wb[u->slot].nidle--;
+	}
+	ev_timer_stop(&w->loop, &u->timer);
+	ev_del(&w->loop, &u->io);
+	close(u->io.fd);
+	up_free_in(u);
+	TAILQ_INSERT_TAIL(&w->uzombies, u, entry);
+}
+
+/*
+ * Detach u from its client: count the attempt as finished and either park
+ * the connection in its backend's idle pool or close it.
+ */
+void
+upstream_release(struct upconn *u, int reuse)
+{
+	struct worker	*w = u->w;
+	struct client	*c = u->cl;
+	struct wbackend	*b = &w->wb[u->slot];
+
+	if (c != NULL) {
+		struct shm_counters *k = up_ctr(u);
+
+		shm_ctr_inflight_add(&k->inflight, -1);
+		c->up = NULL;
+		u->cl = NULL;
+	}
+	if (!reuse || u->no_reuse || u->closed || u->addr_gen != b->addr_gen ||
+	    w->draining || buf_len(&u->in) != 0 || !w->view.be[u->slot].inuse) {
+		up_close(u);
+		return;
+	}
+	up_free_in(u);
+	u->phase = UP_IDLE;
+	u->got_bytes = 0;
+	u->head_done = 0;
+	u->interim = 0;
+	u->t_sent = 0;
+	llhttp_reset(&u->parser);
+	TAILQ_INSERT_HEAD(&b->idle, u, entry);
+	b->nidle++;
+	ev_timer_after(&w->loop, &u->timer, UP_IDLE_MS);
+}
+
+void
+upstream_close_idle(struct worker *w, uint32_t slot)
+{
+	struct upconn	*u;
+
+	while ((u = TAILQ_FIRST(&w->wb[slot].idle)) != NULL)
+		up_close(u);
+}
+
+/* A new non-blocking connection to slot; NULL with errno on failure. */
+static struct upconn *
+up_connect(struct worker *w, uint32_t slot)
+{
+	struct wbackend	*b = &w->wb[slot];
+	struct upconn	*u;
+	int		 fd, one = 1;
+
+	fd = socket(b->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return NULL;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((u = calloc(1, sizeof(*u))) == NULL) {
+		close(fd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	u->w = w;
+	u->io.fd = fd;
+	u->io.cb = upstream_io;
+	u->slot = slot;
+	u->addr_gen = b->addr_gen;
+	u->phase = UP_CONNECTING;
+	llhttp_init(&u->parser, HTTP_RESPONSE, &w->resp_settings);
+	u->parser.data = u;
+	ev_timer_init(&u->timer, upstream_timeout);
+	if (connect(fd, (struct sockaddr *)&b->sa, b->salen) == 0) {
+		u->phase = UP_BUSY;
+	} else if (errno != EINPROGRESS) {
+		int	saved = errno;
+
+		close(fd);
+		free(u);
+		errno = saved;
+		return NULL;
+	}
+	if (ev_add(&w->loop, &u->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) == -1) {
+		close(fd);
+		free(u);
+		return NULL;
+	}
+	u->wr_ready = u->phase == UP_BUSY;
+	shm_ctr_add(&shm_ctr(w->shm, w->index, slot)->conns, 1);
+	return u;
+}
+
+static void
+up_note_fail(struct worker *w, uint32_t slot)
+{
+	struct shm_counters	*k = shm_ctr(w->shm, w->index, slot);
+
+	shm_ctr_add(&k->fails, 1);
+	shm_ctr_add(&k->consec_fails, 1);
+}
+
+/*
+ * Give the client's request a backend connection: an idle one of the
+ * chosen backend, or a new one.  A backend that refuses at once is
+ * skipped for the next eligible one.  Returns 0, or -1 when none is left
+ * (c->attempts tells whether any was tried).
+ */
+int
+upstream_attach(struct client *c)
+{
+	struct worker	*w = c->w;
+	struct upconn	*u = NULL;
+	int		 slot;
+
+	while (c->attempts <= w->conf->retries.max) {
+		struct wbackend *b;
+
+		slot = balance_pick(&w->view, (uint32_t)c->pool, &c->breq);
+		if (slot == -1)
+			return -1;
+		b = &w->wb[slot];
+		while ((u = TAILQ_FIRST(&b->idle)) != NULL) {
+			TAILQ_REMOVE(&b->idle, u, entry);
+			b->nidle--;
+			if (u->addr_gen != b->addr_gen) {
+				u->phase = UP_BUSY;
+				up_close(u);
+				continue;
+			}
+			u->phase = UP_BUSY;
+			u->reused = 1;
+			break;
+		}
+		if (u == NULL)
+			u = up_connect(w, (uint32_t)slot);
+		c->attempts++;
+		if (c->breq.nexclude < BAL_EXCLUDE_MAX)
+			c->breq.exclude[c->breq.nexclude++] = (uint32_t)slot;
+		if (u != NULL)
+			break;
+		log_debug("upstream: %s: connect: %s", b->name, strerror(errno));
+		up_note_fail(w, (uint32_t)slot);
+	}
+	if (u == NULL)
+		return -1;
+	u->cl = c;
+	c->up = u;
+	c->slot = u->slot;
+	u->nreq++;
+	if (u->in.data == NULL) {
+		if ((u->in.data = worker_buf_get(w)) == NULL) {
+			c->up = NULL;
+			u->cl = NULL;
+			up_close(u);
+			return -1;
+		}
+		u->in.cap = WORKER_BUFSZ;
+		buf_reset(&u->in);
+	}
+	if (c->out.data == NULL) {
+		if ((c->out.data = worker_buf_get(w)) == NULL) {
+			c->up = NULL;
+			u->cl = NULL;
+			up_close(u);
+			return -1;
+		}
+		c->out.cap = WORKER_BUFSZ;
+		buf_reset(&c->out);
+	}
+	{
+		struct shm_counters *k = up_ctr(u);
+
+		shm_ctr_add(&k->requests, 1);
+		if (c->attempts > 1)
+			shm_ctr_add(&k->retries, 1);
+		shm_ctr_inflight_add(&k->inflight, 1);
+	}
+	ev_timer_after(&w->loop, &u->timer, u->phase == UP_CONNECTING ?
+	    (uint64_t)w->conf->timeout.connect_ms :
+	    (uint64_t)w->conf->timeout.upstream_response_ms);
+	return 0;
+}
+
+/* Feed response bytes to llhttp, never more than the client's out can take. */
+static int
+up_parse(struct upconn *u)
+{
+	struct client	*c = u->cl;
+	const char	*p;
+	size_t		 n, room;
+	llhttp_errno_t	 err;
+
+	if (buf_len(&u->in) == 0 || c->resp_done)
+		return 0;
+	room = buf_room(&c->out);
+	if (room < OUT_MARGIN * 2) {
+		if (c->out.rpos == 0)
+			return 0;
+		buf_compact(&c->out);
+		room = buf_room(&c->out);
+		if (room < OUT_MARGIN * 2)
+			return 0;
+	}
+	n = buf_len(&u->in);
+	if (u->head_done && n > room - OUT_MARGIN) {
+		/* body: bounded by what the client can take; close-delimited adds a chunk header per call */
+		n = room - OUT_MARGIN;
+	}
+	p = u->in.data + u->in.rpos;
+	err = llhttp_execute(&u->parser, p, n);
+	if (err == HPE_OK) {
+		u->in.rpos += n;
+	} else if (err == HPE_PAUSED) {
+		u->in.rpos += (size_t)(llhttp_get_error_pos(&u->parser) - p);
+		llhttp_resume(&u->parser);
+		if (buf_len(&u->in) != 0)
+			u->no_reuse = 1;	/* bytes after the response: not HTTP we trust */
+	} else {
+		log_debug("upstream %s: bad response: %s (%s)", u->w->wb[u->slot].name,
+		    llhttp_errno_name(err), llhttp_get_error_reason(&u->parser));
+		upstream_fail(u, UPE_BAD);
+		return -1;
+	}
+	if (u->head_done && buf_len(&u->in) == 0)
+		buf_reset(&u->in);
+	else if (!u->head_done && u->in.wpos == u->in.cap && u->in.rpos == u->in.wpos) {
+		/* a head larger than our buffer */
+		upstream_fail(u, UPE_BAD);
+		return -1;
+	}
+	if (u->head_done && !c->resp_started) {
+		c->resp_started = 1;
+		c->phase = c->msg_done ? CP_SENT : c->phase;
+	}
+	return 1;
+}
+
+/*
+ * Moves the upstream half: finish connecting, send the request bytes held
+ * in the client's fwd buffer, read and re-frame the response into the
+ * client's out buffer.  Returns 1 on progress, 0 on none, -1 if the
+ * client was closed or detached meanwhile.
+ */
+int
+upstream_drive(struct upconn *u)
+{
+	struct client	*c = u->cl;
+	struct worker	*w = u->w;
+	int		 progress = 0;
+	ssize_t		 n;
+
+	if (u->phase == UP_CONNECTING) {
+		int		err = 0;
+		socklen_t	len = sizeof(err);
+
+		if (!u->wr_ready)
+			return 0;
+		if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		if (err != 0) {
+			errno = err;
+			upstream_fail(u, UPE_CONNECT);
+			return c->closed || c->up == NULL ? -1 : 1;
+		}
+		u->phase = UP_BUSY;
+		ev_timer_after(&w->loop, &u->timer, w->conf->timeout.upstream_response_ms);
+		progress = 1;
+	}
+
+	/* request bytes */
+	while (c->fwd.data != NULL && buf_len(&c->fwd) > 0 && u->wr_ready) {
+		n = send(u->io.fd, c->fwd.data + c->fwd.rpos, buf_len(&c->fwd),
+		    MSG_NOSIGNAL);
+		if (n > 0) {
+			c->fwd.rpos += (size_t)n;
+			shm_ctr_add(&up_ctr(u)->bytes_out, (uint64_t)n);
+			progress = 1;
+			if (!c->fwd_whole && c->fwd.rpos == c->fwd.wpos)
+				buf_reset(&c->fwd);
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			u->wr_ready = 0;
+			break;
+		}
+		if (u->got_bytes) {
+			/* the backend answered early and stopped reading: keep its answer */
+			u->no_reuse = 1;
+			c->fwd.rpos = c->fwd.wpos;
+			break;
+		}
+		upstream_fail(u, UPE_SEND);
+		return -1;
+	}
+	if (c->msg_done && c->fwd.data != NULL && buf_len(&c->fwd) == 0 && u->t_sent == 0)
+		u->t_sent = w->loop.now;
+
+	/* response bytes */
+	while (u->rd_ready && !u->eof && !c->resp_done && buf_room(&u->in) > 0) {
+		size_t room = buf_room(&u->in);
+
+		n = read(u->io.fd, u->in.data + u->in.wpos, room);
+		if (n > 0) {
+			u->in.wpos += (size_t)n;
+			u->got_bytes = 1;
+			shm_ctr_add(&up_ctr(u)->bytes_in, (uint64_t)n);
+			progress = 1;
+			if ((size_t)n < room)
+				u->rd_ready = 0;
+			break;
+		}
+		if (n == 0) {
+			u->eof = 1;
+			progress = 1;
+			break;
+		}
+		if (errno == EAGAIN || errno == EINTR) {
+			u->rd_ready = 0;
+			break;
+		}
+		if (!u->got_bytes) {
+			upstream_fail(u, UPE_EMPTY);
+			return -1;
+		}
+		u->eof = 1;
+		u->no_reuse = 1;
+		progress = 1;
+		break;
+	}
+	if (progress && u->phase == UP_BUSY && !c->resp_done)
+		ev_timer_after(&w->loop, &u->timer, w->conf->timeout.upstream_response_ms);
+	if (buf_len(&u->in) > 0) {
+		int r = up_parse(u);
+
+		if (r == -1)
+			return -1;
+		progress |= r;
+	}
+	if (u->eof && buf_len(&u->in) == 0 && !c->resp_done) {
+		if (!u->got_bytes) {
+			upstream_fail(u, UPE_EMPTY);
+			return -1;
+		}
+		if (u->head_done && u->parser_eof_body &&
+		    llhttp_finish(&u->parser) == HPE_OK) {
+			u->no_reuse = 1;
+			c->resp_done = 1;
+			if (c->resp_body == BODY_CHUNKED)
+				buf_puts(&c->out, "0\r\n\r\n");
+			return 1;
+		}
+		upstream_fail(u, UPE_TRUNCATED);
+		return -1;
+	}
+	if (c->resp_done && c->up == u) {
+		/* the whole response is ours: the connection can serve another request if the request went out whole */
+		int reuse = c->msg_done && buf_len(&c->fwd) == 0 && !u->eof &&
+		    u->keepalive;
+
+		if (!c->msg_done)
+			c->close_after = 1, c->resp_close = 1;
+		upstream_release(u, reuse);
+		return 1;
+	}
+	return progress;
+}
+
+/*
+ * An attempt failed.  Before any response byte reached the client the
+ * request moves to another backend when replay is safe; otherwise the
+ * client gets 502/504, or its connection is cut if a response had begun.
+ */
+static void
+upstream_fail(struct upconn *u, enum up_err e)
+{
+	struct client	*c = u->cl;
+	struct worker	*w = u->w;
+	int		 replay;
+	const char	*name = w->wb[u->slot].name;
+
+	up_note_fail(w, u->slot);
+	log_debug("upstream %s: attempt failed (%d)", name, (int)e);
+	replay = !c->resp_started && !c->head_sent && c->fwd_whole &&
+	    (e == UPE_CONNECT || (c->idempotent && (e == UPE_EMPTY ||
+	    e == UPE_SEND) && u->reused));
+	if (e == UPE_EMPTY && u->reused && c->idempotent && c->fwd_whole)
+		c->attempts--;	/* a stale pooled connection is not the backend's fault */
+	upstream_release(u, 0);
+	if (replay) {
+		c->fwd.rpos = 0;
+		if (upstream_attach(c) == 0) {
+			client_drive(c);
+			return;
+		}
+	}
+	if (c->head_sent || c->resp_started) {
+		client_close(c);
+		return;
+	}
+	switch (e) {
+	case UPE_TIMEOUT:
+		client_reply(c, 504, "backend timed out");
+		break;
+	case UPE_BAD:
+		client_reply(c, 502, "backend sent an invalid response");
+		break;
+	default:
+		client_reply(c, 502, "backend could not be reached");
+		break;
+	}
+}
+
+static void
+upstream_io(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct upconn	*u = (struct upconn *)io;
+
+	if (u->closed)
+		return;
+	if (u->phase == UP_IDLE) {
+		/* an idle connection has nothing to say: data or close ends it */
+		if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			up_close(u);
+		return;
+	}
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->rd_ready = 1;
+	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		u->wr_ready = 1;
+	if (u->cl != NULL)
+		client_drive(u->cl);
+}
+
+static void
+upstream_timeout(struct ev_loop *l, struct ev_timer *t)
+{
+	struct upconn	*u = (struct upconn *)((char *)t - offsetof(struct upconn, timer));
+
+	if (u->closed)
+		return;
+	if (u->phase == UP_IDLE || u->cl == NULL) {
+		up_close(u);
+		return;
+	}
+	if (u->phase == UP_CONNECTING) {
+		errno = ETIMEDOUT;
+		upstream_fail(u, UPE_CONNECT);
+		return;
+	}
+	upstream_fail(u, u->got_bytes ? UPE_TRUNCATED : UPE_TIMEOUT);
+}

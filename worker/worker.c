@@ -1,0 +1,307 @@
+/* The worker role: its event loop, listeners, buffer pools and view of the shared table. */
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "lib/log.h"
+#include "worker/worker.h"
+
+#define MAX_FREE_BUFS	256
+
+char *
+worker_buf_get(struct worker *w)
+{
+	char	*b;
+
+	if ((b = w->freebufs) != NULL) {
+		w->freebufs = *(char **)b;
+		w->nfreebufs--;
+		return b;
+	}
+	return malloc(WORKER_BUFSZ);
+}
+
+void
+worker_buf_put(struct worker *w, char *b)
+{
+	if (w->nfreebufs >= MAX_FREE_BUFS) {
+		free(b);
+		return;
+	}
+	*(char **)b = w->freebufs;
+	w->freebufs = b;
+	w->nfreebufs++;
+}
+
+char *
+worker_fwd_get(struct worker *w)
+{
+	char	*b;
+
+	if ((b = w->freefwd) != NULL) {
+		w->freefwd = *(char **)b;
+		return b;
+	}
+	return malloc(w->fwdsz);
+}
+
+void
+worker_fwd_put(struct worker *w, char *b)
+{
+	*(char **)b = w->freefwd;
+	w->freefwd = b;
+}
+
+/*
+ * Re-read the table after a generation change: descriptors are copied out
+ * under their seqlocks, pools rebuilt, and idle connections to a backend
+ * whose address changed are closed.
+ */
+void
+worker_refresh(struct worker *w)
+{
+	struct shm_hdr	*h = w->shm;
+	uint32_t	 nslots, i;
+	size_t		 p;
+	uint64_t	 gen;
+	struct shm_desc	 d;
+
+	gen = shm_gen(h);
+	nslots = atomic_load_explicit(&h->nslots, memory_order_acquire);
+	for (p = 0; p < w->view.npools; p++)
+		w->view.pools[p].n = 0;
+	for (i = 0; i < nslots && i < h->max_backends; i++) {
+		struct wbe	*b = &w->view.be[i];
+		struct wbackend	*wb = &w->wb[i];
+
+		shm_desc_read(shm_slot(h, i), &d);
+		if (!(d.flags & SHM_F_INUSE)) {
+			if (b->inuse)
+				upstream_close_idle(w, i);
+			b->inuse = 0;
+			continue;
+		}
+		if (d.salen != wb->salen || memcmp(d.sa, &wb->sa, d.salen) != 0) {
+			upstream_close_idle(w, i);
+			memset(&wb->sa, 0, sizeof(wb->sa));
+			memcpy(&wb->sa, d.sa, d.salen);
+			wb->salen = d.salen;
+			wb->addr_gen++;
+		}
+		strlcpy(wb->name, d.name, sizeof(wb->name));
+		if (!b->inuse || b->weight != d.weight)
+			b->cur = 0;
+		b->inuse = 1;
+		b->pool = d.pool;
+		b->flags = d.flags;
+		b->weight = d.weight ? d.weight : 1;
+		b->max_conns = d.max_conns;
+		b->nmodels = d.nmodels;
+		memcpy(b->models, d.models, sizeof(b->models));
+		strlcpy(b->region, d.region, sizeof(b->region));
+		if (d.pool < w->view.npools) {
+			struct wpool *wp = &w->view.pools[d.pool];
+
+			wp->idx[wp->n++] = i;
+		}
+	}
+	w->gen = gen;
+}
+
+static void
+worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct listener		*ls = (struct listener *)io;
+	struct worker		*w = ls->w;
+	int			 i, fd;
+
+	for (i = 0; i < 64 && !w->draining; i++) {
+		struct sockaddr_storage	ss;
+		socklen_t		len = sizeof(ss);
+
+		fd = accept4(io->fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				log_warn("worker: accept");
+				return;
+			}
+			continue;	/* ECONNABORTED and friends: the next one */
+		}
+		atomic_store_explicit(&w->shm->workers[w->index].accepted,
+		    atomic_load_explicit(&w->shm->workers[w->index].accepted,
+		    memory_order_relaxed) + 1, memory_order_relaxed);
+		client_accept(w, fd, &ss);
+	}
+}
+
+/*
+ * Drain: stop accepting (the master keeps the sockets, so queued
+ * connections wait for our successor), finish what is in flight, and
+ * answer the next request of each keep-alive connection with close.
+ */
+static void
+worker_start_drain(struct worker *w)
+{
+	size_t	i;
+
+	if (w->draining)
+		return;
+	w->draining = 1;
+	w->drain_deadline = w->loop.now + (uint64_t)w->conf->timeout.drain_ms;
+	for (i = 0; i < w->nls; i++) {
+		ev_del(&w->loop, &w->ls[i].io);
+		close(w->ls[i].io.fd);
+	}
+	w->nls = 0;
+	atomic_store_explicit(&w->shm->workers[w->index].state, 2, memory_order_relaxed);
+	log_info("worker %u: draining %zu connections", w->index, w->nclients);
+}
+
+/* The signalfd of a worker and the worker it steers. */
+struct sigwatch {
+	struct ev_io	 io;
+	struct worker	*w;
+};
+
+static void
+worker_signal(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct sigwatch		*sw = (struct sigwatch *)io;
+	struct signalfd_siginfo	 si;
+
+	while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			sw->w->stop = 1;
+			break;
+		case SIGQUIT:
+			worker_start_drain(sw->w);
+			break;
+		}
+	}
+}
+
+static void
+worker_free_zombies(struct worker *w)
+{
+	struct client	*c;
+	struct upconn	*u;
+
+	while ((c = TAILQ_FIRST(&w->czombies)) != NULL) {
+		TAILQ_REMOVE(&w->czombies, c, entry);
+		free(c);
+	}
+	while ((u = TAILQ_FIRST(&w->uzombies)) != NULL) {
+		TAILQ_REMOVE(&w->uzombies, u, entry);
+		free(u);
+	}
+}
+
+/*
+ * The worker's life: accept on its own listeners (fds owned by the master),
+ * proxy, follow the table's generation, drain on SIGQUIT, stop on SIGTERM.
+ * Returns the process exit status.
+ */
+int
+worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
+    uint32_t generation, int *listen_fds, size_t nlisten, int ctlfd)
+{
+	struct worker	 w;
+	sigset_t	 mask;
+	struct sigwatch	 sig;
+	size_t		 i;
+	uint32_t	 npools = 0;
+
+	memset(&w, 0, sizeof(w));
+	w.conf = cf;
+	w.shm = shm;
+	w.index = index;
+	w.generation = generation;
+	TAILQ_INIT(&w.clients);
+	TAILQ_INIT(&w.czombies);
+	TAILQ_INIT(&w.uzombies);
+	w.fwdsz = cf->retries.buffer > WORKER_BUFSZ ? cf->retries.buffer : WORKER_BUFSZ;
+	w.fwdsz += 1024;
+	client_settings(&w.req_settings);
+	upstream_settings(&w.resp_settings);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+	if (ev_init(&w.loop, 512) == -1)
+		fatal("worker: epoll");
+	w.view.shm = shm;
+	w.view.nstripes = shm->max_workers;
+	w.view.rng = ((uint64_t)getpid() << 32) ^ (uint64_t)w.loop.now ^ 0x9e3779b97f4a7c15ULL;
+	strlcpy(w.view.region, cf->region, sizeof(w.view.region));
+	w.view.be = calloc(shm->max_backends, sizeof(*w.view.be));
+	w.wb = calloc(shm->max_backends, sizeof(*w.wb));
+	for (i = 0; i < SHM_POOLS_MAX; i++)
+		if (atomic_load_explicit(&shm->pools[i].inuse, memory_order_acquire))
+			npools = (uint32_t)i + 1;
+	w.view.npools = npools;
+	w.view.pools = calloc(npools ? npools : 1, sizeof(*w.view.pools));
+	if (w.view.be == NULL || w.wb == NULL || w.view.pools == NULL)
+		fatal("worker: calloc");
+	for (i = 0; i < npools; i++)
+		if ((w.view.pools[i].idx = calloc(shm->max_backends,
+		    sizeof(uint32_t))) == NULL)
+			fatal("worker: calloc");
+	for (i = 0; i < shm->max_backends; i++)
+		TAILQ_INIT(&w.wb[i].idle);
+	worker_refresh(&w);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	if ((sig.io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("worker: signalfd");
+	sig.io.cb = worker_signal;
+	sig.w = &w;
+	ev_add(&w.loop, &sig.io, EPOLLIN);
+
+	if ((w.ls = calloc(nlisten ? nlisten : 1, sizeof(*w.ls))) == NULL)
+		fatal("worker: calloc");
+	for (i = 0; i < nlisten; i++) {
+		w.ls[i].io.fd = listen_fds[i];
+		w.ls[i].io.cb = worker_accept;
+		w.ls[i].w = &w;
+		if (ev_add(&w.loop, &w.ls[i].io, EPOLLIN) == -1)
+			fatal("worker: epoll_ctl listener");
+	}
+	w.nls = nlisten;
+	(void)ctlfd;
+	atomic_store_explicit(&shm->workers[index].generation, generation, memory_order_relaxed);
+	atomic_store_explicit(&shm->workers[index].started_ms, shm_now_ms(), memory_order_relaxed);
+	atomic_store_explicit(&shm->workers[index].state, 1, memory_order_release);
+	log_debug("worker %u: ready", index);
+
+	while (!w.stop) {
+		if (ev_run_once(&w.loop, 1000) == -1)
+			fatal("worker: epoll_wait");
+		worker_free_zombies(&w);
+		if (shm_gen(shm) != w.gen)
+			worker_refresh(&w);
+		if (w.draining && (w.nclients == 0 || w.loop.now >= w.drain_deadline))
+			break;
+		if (getppid() == 1)
+			break;		/* the master is gone */
+	}
+	atomic_store_explicit(&shm->workers[index].state, 0, memory_order_relaxed);
+	return 0;
+}

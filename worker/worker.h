@@ -1,0 +1,194 @@
+/* A worker process: accepts clients on its listeners and proxies them to backends. */
+#ifndef WORKER_WORKER_H
+#define WORKER_WORKER_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <stdint.h>
+
+#include "llhttp.h"
+
+#include "conf/conf.h"
+#include "lib/buf.h"
+#include "lib/ev.h"
+#include "shm/table.h"
+#include "worker/balance.h"
+
+#define WORKER_BUFSZ		(32 * 1024)	/* client in/out, upstream in */
+#define WORKER_HDR_MAX		256		/* header fields kept per head */
+#define WORKER_RID_LEN		32		/* generated X-Request-Id: hex chars */
+
+/* An (offset, length) span into a connection's input buffer. */
+struct span {
+	uint32_t	 off, len;
+};
+
+struct hfield {
+	struct span	 name, value;
+};
+
+/* The parsed head of a request or response, as spans into the input buffer. */
+struct head {
+	struct span	 first;		/* request target, or response reason */
+	struct hfield	 f[WORKER_HDR_MAX];
+	int		 n;
+	int		 in_value;	/* last callback was a value */
+	int		 too_many;
+	size_t		 bytes;		/* head bytes seen so far */
+};
+
+enum body_kind {
+	BODY_NONE = 0,
+	BODY_LENGTH,		/* Content-Length: pass the bytes through */
+	BODY_CHUNKED,		/* re-framed as normalized chunks */
+	BODY_EOF		/* response delimited by the backend's close */
+};
+
+/* What the client side is doing with the current request. */
+enum cphase {
+	CP_IDLE = 0,		/* keep-alive: waiting for the first byte */
+	CP_HEAD,		/* reading the request head */
+	CP_WAIT,		/* head parsed; waiting for a backend connection */
+	CP_BODY,		/* forwarding the request body */
+	CP_SENT,		/* request complete; response may still be coming */
+	CP_REPLY,		/* sending our own reply (error), then maybe close */
+	CP_LINGER		/* shut down for writing; draining input before close */
+};
+
+struct upconn;
+struct worker;
+
+struct client {
+	struct ev_io		 io;
+	struct worker		*w;
+	TAILQ_ENTRY(client)	 entry;
+	llhttp_t		 parser;
+	struct buf		 in, out, fwd;
+	struct ev_timer		 timer;
+	struct upconn		*up;
+	struct head		 h;
+
+	enum cphase		 phase;
+	unsigned		 rd_ready:1, wr_ready:1, closed:1, eof:1,
+				 close_after:1, paused:1, msg_done:1,
+				 fwd_whole:1, expect_100:1, resp_started:1,
+				 resp_done:1, head_sent:1, http10:1,
+				 resp_close:1, is_head:1, idempotent:1,
+				 started:1, chunk_open:1;
+	enum body_kind		 req_body;
+	enum body_kind		 resp_body;	/* framing towards the client */
+	uint64_t		 body_len;	/* request body bytes seen */
+	uint64_t		 t_start;	/* ms, monotonic: request head began */
+	uint64_t		 t_reply;
+	int			 pool;
+	int			 slot;		/* backend of the current attempt, -1 */
+	int			 attempts;
+	struct bal_req		 breq;
+	int			 status;	/* final status sent to the client */
+	uint64_t		 bytes_out;
+	char			 rid[WORKER_RID_LEN + 1];
+	char			 ip[INET6_ADDRSTRLEN];
+	uint64_t		 linger_until;
+};
+
+enum uphase {
+	UP_CONNECTING = 0,
+	UP_BUSY,
+	UP_IDLE
+};
+
+struct upconn {
+	struct ev_io		 io;
+	struct worker		*w;
+	TAILQ_ENTRY(upconn)	 entry;		/* idle list of its backend, or zombies */
+	struct client		*cl;
+	llhttp_t		 parser;
+	struct buf		 in;
+	struct ev_timer		 timer;
+	struct head		 h;
+	enum uphase		 phase;
+	uint32_t		 slot;
+	uint64_t		 addr_gen;	/* backend address generation it was made for */
+	unsigned		 rd_ready:1, wr_ready:1, closed:1, reused:1,
+				 got_bytes:1, eof:1, no_reuse:1, interim:1,
+				 head_done:1, parser_eof_body:1, chunk_open:1,
+				 keepalive:1;
+	uint64_t		 t_sent;	/* ms: request fully handed to the socket */
+	uint64_t		 nreq;
+};
+
+TAILQ_HEAD(upq, upconn);
+TAILQ_HEAD(clientq, client);
+
+/* Per-backend state private to this worker. */
+struct wbackend {
+	struct upq		 idle;
+	int			 nidle;
+	uint64_t		 addr_gen;	/* bumped when the address changes */
+	struct sockaddr_storage	 sa;
+	socklen_t		 salen;
+	char			 name[SHM_NAME_MAX];
+};
+
+struct listener {
+	struct ev_io		 io;
+	struct worker		*w;
+};
+
+struct worker {
+	struct conf		*conf;
+	struct shm_hdr		*shm;
+	uint32_t		 index;		/* our counter stripe */
+	uint32_t		 generation;
+	struct ev_loop		 loop;
+	struct listener		*ls;
+	size_t			 nls;
+	uint64_t		 gen;		/* table generation of our view */
+	struct wview		 view;
+	struct wbackend		*wb;
+	struct clientq		 clients;
+	size_t			 nclients;
+	struct clientq		 czombies;
+	struct upq		 uzombies;
+	int			 draining;
+	uint64_t		 drain_deadline;
+	int			 stop;
+	llhttp_settings_t	 req_settings, resp_settings;
+	char			*freebufs;	/* free list of WORKER_BUFSZ blocks */
+	size_t			 nfreebufs;
+	char			*freefwd;	/* free list of fwd blocks */
+	size_t			 fwdsz;
+	int			 sigfd;
+};
+
+/* worker.c */
+int	 worker_main(struct conf *, struct shm_hdr *, uint32_t index,
+	    uint32_t generation, int *listen_fds, size_t nlisten, int ctlfd);
+void	 worker_refresh(struct worker *);
+char	*worker_buf_get(struct worker *);
+void	 worker_buf_put(struct worker *, char *);
+char	*worker_fwd_get(struct worker *);
+void	 worker_fwd_put(struct worker *, char *);
+
+/* client.c */
+void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *);
+void	 client_drive(struct client *);
+void	 client_close(struct client *);
+void	 client_reply(struct client *, int status, const char *msg);
+void	 client_settings(llhttp_settings_t *);
+void	 client_drain_notice(struct worker *);
+
+/* upstream.c */
+int	 upstream_attach(struct client *);
+int	 upstream_drive(struct upconn *);
+void	 upstream_release(struct upconn *, int reuse);
+void	 upstream_settings(llhttp_settings_t *);
+void	 upstream_close_idle(struct worker *, uint32_t slot);
+
+/* reply.c */
+const char *reply_reason(int status);
+int	 reply_build(struct buf *, int status, const char *msg, int close,
+	    const char *rid);
+
+#endif
