@@ -112,8 +112,12 @@ integration: all
 run: all
 	@sh tests/demo.sh $(CURDIR)/routerd $(CURDIR)/$(B)/fakebe
 
-bench: all
-	@sh bench/run.sh
+$(B)/bench-select: bench/select.c $(call modobjs,shm lib) $(B)/worker/balance.o $(B)/conf/conf.o $(B)/conf/directives.o $(B)/conf/yaml.o $(B)/conf/dump.o $(B)/conf/default.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: all $(B)/bench-select
+	@B=$(B) sh bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)/etc/routerd

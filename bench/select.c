@@ -1,0 +1,86 @@
+/* make bench: nanoseconds per backend pick, per strategy, over a table of 1,000 backends. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conf/conf.h"
+#include "shm/table.h"
+#include "worker/balance.h"
+
+#define NBACKENDS	1000
+#define NSTRIPES	2
+#define PICKS		2000000
+
+static double
+now_ns(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct shm_hdr	*h;
+	struct wview	 v;
+	struct wpool	 pool;
+	struct bal_req	 req;
+	uint32_t	 i;
+	int		 s, n = argc > 1 ? atoi(argv[1]) : NBACKENDS;
+	static const int strategies[] = {
+		STRAT_ROUND_ROBIN, STRAT_WEIGHTED, STRAT_LEAST_CONN,
+		STRAT_POWER_OF_TWO, STRAT_LEAST_LATENCY, STRAT_RANDOM
+	};
+
+	if (n < 1 || n > 65536)
+		n = NBACKENDS;
+	if ((h = shm_create((uint32_t)n, NSTRIPES, NULL)) == NULL) {
+		perror("shm_create");
+		return 1;
+	}
+	memset(&v, 0, sizeof(v));
+	v.shm = h;
+	v.nstripes = NSTRIPES;
+	v.rng = 0x12345678abcdefULL;
+	v.be = calloc((size_t)n, sizeof(*v.be));
+	pool.idx = calloc((size_t)n, sizeof(uint32_t));
+	pool.n = (size_t)n;
+	pool.rr = 0;
+	v.pools = &pool;
+	v.npools = 1;
+	if (v.be == NULL || pool.idx == NULL)
+		return 1;
+	for (i = 0; i < (uint32_t)n; i++) {
+		v.be[i].inuse = 1;
+		v.be[i].flags = SHM_F_INUSE;
+		v.be[i].weight = 1 + i % 10;
+		pool.idx[i] = i;
+		/* some in-flight spread so the comparisons are not all ties */
+		atomic_store(&shm_ctr(h, 0, i)->inflight, (int64_t)(i * 7919 % 13));
+		atomic_store(&shm_slot(h, i)->lat_ewma_us, 1000 + i * 104729 % 5000);
+	}
+	memset(&req, 0, sizeof(req));
+	req.model = -1;
+	printf("backend selection, %d backends, %d worker stripes, %d picks each\n",
+	    n, NSTRIPES, PICKS);
+	for (s = 0; s < (int)(sizeof(strategies) / sizeof(strategies[0])); s++) {
+		double		 t0, t1;
+		unsigned long	 sum = 0;
+
+		shm_pool_set(h, 0, "bench", (uint32_t)strategies[s], STRAT_ROUND_ROBIN);
+		for (i = 0; i < 1000; i++)
+			sum += (unsigned long)balance_pick(&v, 0, &req);
+		t0 = now_ns();
+		for (i = 0; i < PICKS; i++)
+			sum += (unsigned long)balance_pick(&v, 0, &req);
+		t1 = now_ns();
+		printf("%-18s %8.1f ns/pick   (checksum %lu)\n",
+		    conf_strategy_name((enum conf_strategy)strategies[s]),
+		    (t1 - t0) / PICKS, sum % 1000);
+	}
+	shm_destroy(h);
+	return 0;
+}
