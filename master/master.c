@@ -153,6 +153,22 @@ master_nchildren(struct master *m)
 	return n;
 }
 
+/*
+ * A worker is gone, so its stripe has no writer: its in-flight counts are
+ * requests that no longer exist.  Zero them, or least_connections would
+ * shun those backends forever.  Totals stay for the metrics.
+ */
+static void
+master_stripe_reset(struct master *m, uint32_t stripe)
+{
+	uint32_t	i, n;
+
+	n = atomic_load_explicit(&m->shm->nslots, memory_order_acquire);
+	for (i = 0; i < n; i++)
+		atomic_store_explicit(&shm_ctr(m->shm, stripe, i)->inflight, 0,
+		    memory_order_relaxed);
+}
+
 /* Reap children; a worker that died on its own is respawned with back-off. */
 static void
 master_reap(struct master *m)
@@ -166,6 +182,7 @@ master_reap(struct master *m)
 
 			if (mw->pid != pid)
 				continue;
+			master_stripe_reset(m, mw->stripe);
 			atomic_store_explicit(&m->shm->workers[mw->stripe].pid, 0,
 			    memory_order_relaxed);
 			atomic_store_explicit(&m->shm->workers[mw->stripe].state, 0,

@@ -307,7 +307,10 @@ req_on_headers_complete(llhttp_t *p)
 			lastend = e2;
 		if (!http_is_token(base + c->h.f[i].name.off, c->h.f[i].name.len))
 			return client_fail(c, 400);
-		if (memchr(base + c->h.f[i].value.off, '\0', c->h.f[i].value.len))
+		/* NUL, or a CR/LF inside a value: obs-fold that llhttp 8 unfolds */
+		if (memchr(base + c->h.f[i].value.off, '\0', c->h.f[i].value.len) ||
+		    memchr(base + c->h.f[i].value.off, '\r', c->h.f[i].value.len) ||
+		    memchr(base + c->h.f[i].value.off, '\n', c->h.f[i].value.len))
 			return client_fail(c, 400);
 	}
 	lastend += 4;
@@ -1052,9 +1055,3 @@ client_timeout(struct ev_loop *l, struct ev_timer *t)
 	}
 }
 
-/* Draining: idle keep-alive connections are left to their next request (answered with close) or their timer. */
-void
-client_drain_notice(struct worker *w)
-{
-	(void)w;
-}

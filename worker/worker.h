@@ -177,7 +177,6 @@ void	 client_drive(struct client *);
 void	 client_close(struct client *);
 void	 client_reply(struct client *, int status, const char *msg);
 void	 client_settings(llhttp_settings_t *);
-void	 client_drain_notice(struct worker *);
 
 /* upstream.c */
 int	 upstream_attach(struct client *);
