@@ -1,4 +1,5 @@
 /* routerd's entry point: options, configuration check, daemonizing, then the master. */
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +34,19 @@ usage(int status)
 		fprintf(stdout, "\n");
 	}
 	exit(status);
+}
+
+/* Every connection is a descriptor or two: take the hard limit, as nginx's worker_rlimit_nofile would. */
+static void
+raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit RLIMIT_NOFILE");
+	}
 }
 
 int
@@ -143,6 +157,7 @@ main(int argc, char *argv[])
 	}
 	if (m.pfh != NULL)
 		pidfile_write(m.pfh);
+	raise_nofile();
 	setproctitle("master");
 	log_procname("master");
 	return master_main(&m);

@@ -116,6 +116,30 @@ worker_refresh(struct worker *w)
 }
 
 static void
+worker_resume_accept(struct ev_loop *l, struct ev_timer *t)
+{
+	struct worker	*w = (struct worker *)((char *)t - offsetof(struct worker, accept_timer));
+	size_t		 i;
+
+	if (w->draining)
+		return;
+	for (i = 0; i < w->nls; i++)
+		ev_add(&w->loop, &w->ls[i].io, EPOLLIN);
+}
+
+static void
+worker_pause_accept(struct worker *w)
+{
+	size_t	i;
+
+	if (ev_timer_armed(&w->accept_timer))
+		return;
+	for (i = 0; i < w->nls; i++)
+		ev_del(&w->loop, &w->ls[i].io);
+	ev_timer_after(&w->loop, &w->accept_timer, 100);
+}
+
+static void
 worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 {
 	struct listener		*ls = (struct listener *)io;
@@ -133,7 +157,9 @@ worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 				return;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				log_warn("worker: accept");
+				/* out of descriptors: stop accepting for a moment, or we spin */
+				log_warn("worker: accept (pausing accepts for 100 ms)");
+				worker_pause_accept(w);
 				return;
 			}
 			continue;	/* ECONNABORTED and friends: the next one */
@@ -159,6 +185,7 @@ worker_start_drain(struct worker *w)
 		return;
 	w->draining = 1;
 	w->drain_deadline = w->loop.now + (uint64_t)w->conf->timeout.drain_ms;
+	ev_timer_stop(&w->loop, &w->accept_timer);
 	for (i = 0; i < w->nls; i++) {
 		ev_del(&w->loop, &w->ls[i].io);
 		close(w->ls[i].io.fd);
@@ -234,6 +261,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	TAILQ_INIT(&w.uzombies);
 	w.fwdsz = cf->retries.buffer > WORKER_BUFSZ ? cf->retries.buffer : WORKER_BUFSZ;
 	w.fwdsz += 1024;
+	ev_timer_init(&w.accept_timer, worker_resume_accept);
 	client_settings(&w.req_settings);
 	upstream_settings(&w.resp_settings);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

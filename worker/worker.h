@@ -144,6 +144,7 @@ struct worker {
 	struct ev_loop		 loop;
 	struct listener		*ls;
 	size_t			 nls;
+	struct ev_timer		 accept_timer;	/* re-enables accept after EMFILE */
 	uint64_t		 gen;		/* table generation of our view */
 	struct wview		 view;
 	struct wbackend		*wb;
