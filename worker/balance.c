@@ -1,5 +1,6 @@
 /* Backend selection: the strategies of DESIGN.md "Balancing" over a worker's view. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
@@ -158,6 +159,83 @@ pick_weighted(struct wview *v, struct wpool *p, const struct bal_filter *f)
 	return bslot;
 }
 
+#define SCHED_MAX_WORK	(32u * 1000 * 1000)	/* weight sum x members we simulate */
+#define SCHED_PROBES	64			/* ineligible entries skipped before scanning */
+
+void
+balance_pool_changed(struct wpool *p)
+{
+	free(p->sched);
+	p->sched = NULL;
+	p->nsched = 0;
+	p->spos = 0;
+	p->sched_state = 0;
+}
+
+/*
+ * Precompute one cycle of smooth weighted round robin over every member
+ * (eligible or not: eligibility is checked at pick time).  The cycle is
+ * the sum of the weights long and repeats exactly, so stepping through it
+ * gives the same sequence as running the O(n) algorithm each time.
+ */
+static void
+sched_build(struct wview *v, struct wpool *p)
+{
+	int64_t		*cur;
+	uint64_t	 total = 0;
+	size_t		 i, t;
+
+	p->sched_state = -1;
+	for (i = 0; i < p->n; i++)
+		total += v->be[p->idx[i]].weight;
+	if (total == 0 || total * p->n > SCHED_MAX_WORK)
+		return;
+	cur = calloc(p->n, sizeof(*cur));
+	p->sched = calloc(total, sizeof(*p->sched));
+	if (cur == NULL || p->sched == NULL) {
+		free(cur);
+		free(p->sched);
+		p->sched = NULL;
+		return;
+	}
+	for (t = 0; t < total; t++) {
+		size_t	best = 0;
+
+		for (i = 0; i < p->n; i++) {
+			cur[i] += v->be[p->idx[i]].weight;
+			if (cur[i] > cur[best])
+				best = i;
+		}
+		cur[best] -= (int64_t)total;
+		p->sched[t] = p->idx[best];
+	}
+	free(cur);
+	p->nsched = total;
+	p->spos = 0;
+	p->sched_state = 1;
+}
+
+static int
+pick_weighted_sched(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	size_t	k;
+
+	if (p->sched_state == 0)
+		sched_build(v, p);
+	if (p->sched_state != 1)
+		return pick_weighted(v, p, f);
+	for (k = 0; k < SCHED_PROBES && k < p->nsched; k++) {
+		uint32_t slot = p->sched[p->spos];
+
+		if (++p->spos == p->nsched)
+			p->spos = 0;
+		if (balance_ok(v, slot, f))
+			return (int)slot;
+	}
+	/* most of the cycle cannot take it (down, tried, wrong model): scan */
+	return pick_weighted(v, p, f);
+}
+
 /* Fewest in-flight over all workers; ties broken in turn from a moving start. */
 static int
 pick_least_conn(struct wview *v, struct wpool *p, const struct bal_filter *f)
@@ -248,7 +326,7 @@ pick_with(struct wview *v, struct wpool *p, uint32_t strategy,
 {
 	switch (strategy) {
 	case STRAT_WEIGHTED:
-		return pick_weighted(v, p, f);
+		return pick_weighted_sched(v, p, f);
 	case STRAT_LEAST_CONN:
 		return pick_least_conn(v, p, f);
 	case STRAT_POWER_OF_TWO:

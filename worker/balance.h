@@ -24,6 +24,15 @@ struct wpool {
 	uint32_t	*idx;		/* slots of the pool's members */
 	size_t		 n;
 	uint32_t	 rr;		/* round robin cursor */
+	/*
+	 * weighted: one full smooth-WRR cycle, precomputed, so a pick is
+	 * a step through an array.  sched_state 0 = to build, 1 = built,
+	 * -1 = too large (sum of weights x members): pick by scanning.
+	 */
+	uint32_t	*sched;
+	size_t		 nsched;
+	size_t		 spos;
+	int		 sched_state;
 };
 
 /* What selection reads: the table for live words, local copies for the rest. */
@@ -62,5 +71,8 @@ int	 balance_eligible(struct wview *, uint32_t slot);
 int	 balance_pool_has_model(const struct wview *, uint32_t pool, int model);
 
 uint64_t balance_rand(struct wview *);
+
+/* The pool's members or weights changed: rebuild its weighted cycle on the next pick. */
+void	 balance_pool_changed(struct wpool *);
 
 #endif

@@ -75,8 +75,10 @@ worker_refresh(struct worker *w)
 
 	gen = shm_gen(h);
 	nslots = atomic_load_explicit(&h->nslots, memory_order_acquire);
-	for (p = 0; p < w->view.npools; p++)
+	for (p = 0; p < w->view.npools; p++) {
 		w->view.pools[p].n = 0;
+		balance_pool_changed(&w->view.pools[p]);
+	}
 	for (i = 0; i < nslots && i < h->max_backends; i++) {
 		struct wbe	*b = &w->view.be[i];
 		struct wbackend	*wb = &w->wb[i];
