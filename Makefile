@@ -10,12 +10,14 @@ MANDIR	 = $(PREFIX)/share/man
 LLHTTP_SRC	?= /usr/share/llhttp
 LLHTTP_INC	?= /usr/share/include/llhttp
 
+# BUILD=dir puts objects elsewhere (parallel sessions in one tree).
+BUILD	?= build
 ifeq ($(SAN),1)
-B	 = build-san
+B	 = $(BUILD)-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT	 = -O1 -g
 else
-B	 = build
+B	 = $(BUILD)
 SANFLAGS =
 OPT	 = -O2 -g
 endif
@@ -50,7 +52,10 @@ FAKEBE_OBJS := $(FAKEBE_SRCS:%.c=$(B)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-PROGS	 = routerd $(if $(CTL_SRCS),routerctl) $(if $(FAKEBE_SRCS),$(B)/fakebe)
+PROGS	 = $(B)/routerd $(if $(CTL_SRCS),$(B)/routerctl) $(if $(FAKEBE_SRCS),$(B)/fakebe)
+ifeq ($(BUILD),build)
+PROGS	+= routerd $(if $(CTL_SRCS),routerctl)
+endif
 
 .PHONY: all test unit integration run install bench clean deps lint-man
 
@@ -105,12 +110,13 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
 
 integration: all
-	@ROUTERD=$(CURDIR)/routerd FAKEBE=$(CURDIR)/$(B)/fakebe ROUTERCTL=$(CURDIR)/routerctl \
+	@ROUTERD=$(abspath $(B))/routerd FAKEBE=$(abspath $(B))/fakebe \
+	    ROUTERCTL=$(abspath $(B))/routerctl SAN=$(SAN) \
 	    python3 tests/integration/run.py
 
 # make run: routerd in the foreground in front of two demo backends.
 run: all
-	@sh tests/demo.sh $(CURDIR)/routerd $(CURDIR)/$(B)/fakebe
+	@sh tests/demo.sh $(abspath $(B))/routerd $(abspath $(B))/fakebe
 
 $(B)/bench-select: bench/select.c $(call modobjs,shm lib) $(B)/worker/balance.o $(B)/conf/conf.o $(B)/conf/directives.o $(B)/conf/yaml.o $(B)/conf/dump.o $(B)/conf/default.o
 	@$(if $(Q),echo "  LD      $@")
@@ -131,6 +137,6 @@ deps:
 	sh packaging/build-deps.sh
 
 clean:
-	rm -rf build build-san routerd routerctl
+	rm -rf $(BUILD) $(BUILD)-san routerd routerctl
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

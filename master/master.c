@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include <bsd/libutil.h>
+#include <bsd/string.h>
 #include <bsd/unistd.h>
 
 #include "lib/log.h"
 #include "master/master.h"
+#include "prober/prober.h"
 #include "worker/worker.h"
 
 #define RESPAWN_MIN_MS	100
@@ -77,6 +79,47 @@ master_free_stripe(struct master *m)
 	return UINT32_MAX;
 }
 
+/* The child side of a fork: drop what belongs to the master. */
+static void
+master_child_setup(struct master *m, const char *title)
+{
+	sigset_t all;
+
+	setproctitle("%s", title);
+	log_procname(title);
+	ev_close(&m->loop);
+	if (m->pfh != NULL)
+		pidfile_close(m->pfh);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+/* Fork a helper role (prober, syncer): it needs no listener. */
+static int
+master_spawn_role(struct master *m, struct mworker *mw)
+{
+	pid_t	pid;
+	size_t	i;
+	uint32_t p;
+
+	switch (pid = fork()) {
+	case -1:
+		log_warn("master: fork");
+		return -1;
+	case 0:
+		master_child_setup(m, mw->role == ROLE_PROBER ? "prober" : "syncer");
+		for (i = 0; i < m->nls; i++)
+			for (p = 0; p < m->nworkers; p++)
+				close(m->lfds[i][p]);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		_exit(prober_main(m->conf, m->shm));
+	}
+	mw->pid = pid;
+	mw->started_ms = m->loop.now;
+	mw->respawn_at = 0;
+	return 0;
+}
+
 /* Fork the worker for mw->pos.  0, or -1 if fork failed (retried later). */
 static int
 master_spawn(struct master *m, struct mworker *mw)
@@ -85,6 +128,8 @@ master_spawn(struct master *m, struct mworker *mw)
 	int	fds[CONF_LISTEN_MAX];
 	size_t	i;
 
+	if (mw->role != ROLE_WORKER)
+		return master_spawn_role(m, mw);
 	mw->stripe = master_free_stripe(m);
 	if (mw->stripe == UINT32_MAX) {
 		log_warnx("master: no free counter stripe for worker %u", mw->pos);
@@ -97,16 +142,12 @@ master_spawn(struct master *m, struct mworker *mw)
 		log_warn("master: fork");
 		return -1;
 	case 0:
-		setproctitle("worker %u", mw->pos);
 		{
 			char name[32];
 
 			snprintf(name, sizeof(name), "worker %u", mw->pos);
-			log_procname(name);
+			master_child_setup(m, name);
 		}
-		ev_close(&m->loop);
-		if (m->pfh != NULL)
-			pidfile_close(m->pfh);
 		/* the other positions' sockets are the master's, not ours */
 		for (i = 0; i < m->nls; i++) {
 			uint32_t p;
@@ -114,12 +155,6 @@ master_spawn(struct master *m, struct mworker *mw)
 			for (p = 0; p < m->nworkers; p++)
 				if (p != mw->pos)
 					close(m->lfds[i][p]);
-		}
-		{
-			sigset_t all;
-
-			sigemptyset(&all);
-			sigprocmask(SIG_SETMASK, &all, NULL);
 		}
 		_exit(worker_main(m->conf, m->shm, mw->stripe, mw->generation,
 		    fds, m->nls, -1));
@@ -132,23 +167,39 @@ master_spawn(struct master *m, struct mworker *mw)
 	return 0;
 }
 
+/* Every child the master supervises, workers first; NULL past the end. */
+static struct mworker *
+master_child(struct master *m, int i)
+{
+	if (i < SHM_WORKERS_MAX)
+		return &m->w[i];
+	if (i == SHM_WORKERS_MAX)
+		return &m->prober;
+	return NULL;
+}
+
 static void
 master_kill_all(struct master *m, int sig)
 {
-	int	i;
+	struct mworker	*mw;
+	int		 i;
 
-	for (i = 0; i < SHM_WORKERS_MAX; i++)
-		if (m->w[i].pid > 0)
-			kill(m->w[i].pid, sig);
+	for (i = 0; (mw = master_child(m, i)) != NULL; i++) {
+		if (mw->pid <= 0)
+			continue;
+		/* helpers have nothing to drain: SIGQUIT stops them like SIGTERM */
+		kill(mw->pid, mw->role == ROLE_WORKER || sig != SIGQUIT ? sig : SIGTERM);
+	}
 }
 
 static int
 master_nchildren(struct master *m)
 {
-	int	i, n = 0;
+	struct mworker	*mw;
+	int		 i, n = 0;
 
-	for (i = 0; i < SHM_WORKERS_MAX; i++)
-		if (m->w[i].pid > 0)
+	for (i = 0; (mw = master_child(m, i)) != NULL; i++)
+		if (mw->pid > 0)
 			n++;
 	return n;
 }
@@ -177,25 +228,32 @@ master_reap(struct master *m)
 	int	status, i;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (i = 0; i < SHM_WORKERS_MAX; i++) {
-			struct mworker *mw = &m->w[i];
+		struct mworker	*mw;
+
+		for (i = 0; (mw = master_child(m, i)) != NULL; i++) {
+			char	 what[32];
 
 			if (mw->pid != pid)
 				continue;
-			master_stripe_reset(m, mw->stripe);
-			atomic_store_explicit(&m->shm->workers[mw->stripe].pid, 0,
-			    memory_order_relaxed);
-			atomic_store_explicit(&m->shm->workers[mw->stripe].state, 0,
-			    memory_order_relaxed);
+			if (mw->role == ROLE_WORKER) {
+				master_stripe_reset(m, mw->stripe);
+				atomic_store_explicit(&m->shm->workers[mw->stripe].pid, 0,
+				    memory_order_relaxed);
+				atomic_store_explicit(&m->shm->workers[mw->stripe].state, 0,
+				    memory_order_relaxed);
+				snprintf(what, sizeof(what), "worker %u", mw->pos);
+			} else
+				strlcpy(what, mw->role == ROLE_PROBER ? "prober" : "syncer",
+				    sizeof(what));
 			mw->pid = 0;
 			if (m->stopping || mw->old)
 				break;
 			if (WIFSIGNALED(status))
-				log_warnx("master: worker %u (pid %d) killed by signal %d",
-				    mw->pos, (int)pid, WTERMSIG(status));
+				log_warnx("master: %s (pid %d) killed by signal %d",
+				    what, (int)pid, WTERMSIG(status));
 			else
-				log_warnx("master: worker %u (pid %d) exited with %d",
-				    mw->pos, (int)pid, WEXITSTATUS(status));
+				log_warnx("master: %s (pid %d) exited with %d",
+				    what, (int)pid, WEXITSTATUS(status));
 			/* crash loop protection: back off while it dies young */
 			if (m->loop.now - mw->started_ms < 1000)
 				mw->backoff_ms = mw->backoff_ms ?
@@ -215,17 +273,17 @@ master_reap(struct master *m)
 static void
 master_respawn_due(struct master *m)
 {
-	int	i;
+	struct mworker	*mw;
+	int		 i;
 
-	for (i = 0; i < SHM_WORKERS_MAX; i++) {
-		struct mworker *mw = &m->w[i];
-
+	for (i = 0; (mw = master_child(m, i)) != NULL; i++) {
 		if (mw->pid == 0 && mw->respawn_at && mw->respawn_at <= m->loop.now &&
 		    !m->stopping) {
 			if (master_spawn(m, mw) == -1)
 				mw->respawn_at = m->loop.now + RESPAWN_MAX_MS;
 			else
-				log_info("master: worker %u respawned as pid %d",
+				log_info("master: %s %u respawned as pid %d",
+				    mw->role == ROLE_WORKER ? "worker" : "helper",
 				    mw->pos, (int)mw->pid);
 		}
 	}
@@ -327,6 +385,9 @@ master_main(struct master *m)
 	for (i = 0; i < m->nworkers; i++)
 		if (master_spawn(m, &m->w[i]) == -1)
 			m->w[i].respawn_at = m->loop.now + RESPAWN_MIN_MS;
+	m->prober.role = ROLE_PROBER;
+	if (master_spawn(m, &m->prober) == -1)
+		m->prober.respawn_at = m->loop.now + RESPAWN_MIN_MS;
 	log_info("master: %u workers, listening on %s%s", m->nworkers,
 	    m->laddr[0].text, m->nls > 1 ? " and more" : "");
 

@@ -10,7 +10,14 @@
 #include "lib/ev.h"
 #include "shm/table.h"
 
+enum mrole {
+	ROLE_WORKER = 0,
+	ROLE_PROBER,
+	ROLE_SYNCER
+};
+
 struct mworker {
+	enum mrole	 role;
 	pid_t		 pid;		/* 0: not running */
 	uint32_t	 pos;		/* listener position: accepts on sockets [pos] */
 	uint32_t	 stripe;	/* counter stripe in the table */
@@ -35,6 +42,12 @@ struct master {
 	size_t		 nls;
 	uint32_t	 nworkers;
 	struct mworker	 w[SHM_WORKERS_MAX];
+	struct mworker	 prober;
+	struct mworker	 syncer;
+	int		 syncer_fd;	/* master's end of the syncer socketpair, -1 */
+	struct ev_io	 syncer_io;
+	int		 control_fd;	/* listening control socket, -1 */
+	void		*control;	/* master/control.c's state */
 	uint32_t	 generation;
 	int		 stopping;	/* 1: SIGTERM sent, 2: draining (SIGQUIT) */
 	uint64_t	 stop_deadline;
@@ -43,7 +56,36 @@ struct master {
 
 int	 master_main(struct master *);
 
+/*
+ * For the control socket and the registry (both run inside the master):
+ * master_reload() parses the config file again and, if it is good,
+ * applies it (new worker generation, old one drained); on a bad file it
+ * keeps the running config, writes "FILE:LINE:COL: message" lines into
+ * err and returns -1.  master_stop() is SIGTERM (drain = 0) or SIGQUIT
+ * (drain = 1).  master_table_changed() bumps the table generation after
+ * descriptor writes.
+ */
+int	 master_reload(struct master *, char *err, size_t errlen);
+void	 master_stop(struct master *, int drain);
+
+/* master/control.c: the control socket (routerctl).  init: 0 or -1 (logged). */
+int	 control_init(struct master *);
+void	 control_close(struct master *);
+
+/*
+ * master/registry.c: applies the wanted backend set the syncer sends over
+ * its socketpair.  registry_readable() is called when the socket has
+ * bytes; it never blocks.
+ */
+int	 syncer_main(struct conf *, int fd);
+void	 registry_readable(struct master *, int fd);
+
 /* Table membership (master only): write every backend of cf into the table. */
 int	 master_table_load(struct shm_hdr *, const struct conf *);
+int	 master_slot_find(struct shm_hdr *, const char *name);
+int	 master_slot_alloc(struct shm_hdr *);
+void	 master_slot_free(struct shm_hdr *, uint32_t slot);
+void	 master_desc_from_conf(struct shm_hdr *, const struct conf_backend *,
+	    uint32_t pool, uint32_t flags, struct shm_desc *);
 
 #endif

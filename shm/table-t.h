@@ -88,7 +88,20 @@ struct shm_slot {
 	 * only ever decremented by workers.
 	 */
 	alignas(SHM_CACHELINE) _Atomic uint32_t trial_tickets;
+
+	/*
+	 * master only (from routerctl/admin API): an operator's order for the
+	 * breaker, applied by the prober, which stays the breaker's only
+	 * writer.  SHM_FORCE_*; seq is bumped with every new order so the
+	 * same order given twice is seen twice.
+	 */
+	_Atomic uint32_t force_breaker;
+	_Atomic uint32_t force_seq;
 };
+
+#define SHM_FORCE_NONE		0	/* the breaker follows traffic */
+#define SHM_FORCE_OPEN		1	/* hold it open until released */
+#define SHM_FORCE_CLOSE		2	/* close it now, then follow traffic */
 
 /*
  * A worker's counters for one backend.  Written by that worker only
@@ -152,6 +165,7 @@ struct shm_hdr {
 	_Atomic uint32_t nslots;		/* high-water mark of used slots */
 	_Atomic uint32_t nmodels;		/* master only */
 	_Atomic uint32_t mseq;			/* master only: seqlock over models[] and pool names */
+	_Atomic uint32_t verbose;		/* master only: log level every process follows */
 
 	struct shm_pool	 pools[SHM_POOLS_MAX];
 	struct shm_worker workers[SHM_WORKERS_MAX];
