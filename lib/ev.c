@@ -188,8 +188,8 @@ ev_timers_run(struct ev_loop *l)
 
 		if (t->key > l->now)
 			return (int)(t->key - l->now);
-		if (t->deadline > l->now) {
-			/* moved later since it was filed: re-file */
+		if (t->deadline != t->key) {
+			/* moved later since it was filed: re-file, due or not, so due timers fire in deadline order */
 			t->key = t->deadline;
 			ev_heap_down(l, 0);
 			continue;

@@ -31,8 +31,8 @@ balance_inflight(struct wview *v, uint32_t slot)
 	return sum;
 }
 
-int
-balance_eligible(struct wview *v, uint32_t slot)
+static int
+balance_eligible_x(struct wview *v, uint32_t slot, int ignore_full)
 {
 	const struct wbe	*b = &v->be[slot];
 	const struct shm_slot	*s;
@@ -50,9 +50,15 @@ balance_eligible(struct wview *v, uint32_t slot)
 			return 0;
 		break;
 	}
-	if (b->max_conns && balance_inflight(v, slot) >= b->max_conns)
+	if (!ignore_full && b->max_conns && balance_inflight(v, slot) >= b->max_conns)
 		return 0;
 	return 1;
+}
+
+int
+balance_eligible(struct wview *v, uint32_t slot)
+{
+	return balance_eligible_x(v, slot, 0);
 }
 
 static int
@@ -115,7 +121,7 @@ balance_ok(struct wview *v, uint32_t slot, const struct bal_filter *f)
 		return 0;
 	if (f->req->nexclude && balance_excluded(f->req, slot))
 		return 0;
-	return balance_eligible(v, slot);
+	return balance_eligible_x(v, slot, f->req->ignore_full);
 }
 
 static int
@@ -242,10 +248,11 @@ pick_least_conn(struct wview *v, struct wpool *p, const struct bal_filter *f)
 {
 	int64_t		 bestn = INT64_MAX;
 	int		 best = -1;
-	size_t		 i, start = p->n ? p->rr++ % p->n : 0;
+	size_t		 i, bi = 0, start = p->n ? p->rr % p->n : 0;
 
 	for (i = 0; i < p->n; i++) {
-		uint32_t	slot = p->idx[(start + i) % p->n];
+		size_t		k = (start + i) % p->n;
+		uint32_t	slot = p->idx[k];
 		int64_t		n;
 
 		if (!balance_ok(v, slot, f))
@@ -254,8 +261,12 @@ pick_least_conn(struct wview *v, struct wpool *p, const struct bal_filter *f)
 		if (n < bestn) {
 			bestn = n;
 			best = (int)slot;
+			bi = k;
 		}
 	}
+	/* ties in turn: the next scan starts just after the one chosen */
+	if (best != -1)
+		p->rr = (uint32_t)(bi + 1);
 	return best;
 }
 
@@ -264,10 +275,11 @@ pick_least_latency(struct wview *v, struct wpool *p, const struct bal_filter *f)
 {
 	uint64_t	 bestc = UINT64_MAX;
 	int		 best = -1;
-	size_t		 i, start = p->n ? p->rr++ % p->n : 0;
+	size_t		 i, bi = 0, start = p->n ? p->rr % p->n : 0;
 
 	for (i = 0; i < p->n; i++) {
-		uint32_t	slot = p->idx[(start + i) % p->n];
+		size_t		k = (start + i) % p->n;
+		uint32_t	slot = p->idx[k];
 		uint64_t	lat, cost;
 
 		if (!balance_ok(v, slot, f))
@@ -278,33 +290,49 @@ pick_least_latency(struct wview *v, struct wpool *p, const struct bal_filter *f)
 		if (cost < bestc) {
 			bestc = cost;
 			best = (int)slot;
+			bi = k;
 		}
 	}
+	if (best != -1)
+		p->rr = (uint32_t)(bi + 1);
 	return best;
 }
 
-/* Uniform pick among eligible members; a few random probes, then a scan. */
+/*
+ * Uniform pick among eligible members, other than avoid (-1: none): a few
+ * random probes, then, when most members cannot take it, one pass of
+ * reservoir sampling, which stays uniform however the eligible ones lie.
+ */
 static int
-pick_random(struct wview *v, struct wpool *p, const struct bal_filter *f)
+pick_random_but(struct wview *v, struct wpool *p, const struct bal_filter *f,
+    int avoid)
 {
-	size_t	i, start;
+	size_t		i, seen = 0;
+	int		pick = -1;
 
 	if (p->n == 0)
 		return -1;
 	for (i = 0; i < 4; i++) {
 		uint32_t slot = p->idx[balance_rand(v) % p->n];
 
-		if (balance_ok(v, slot, f))
+		if ((int)slot != avoid && balance_ok(v, slot, f))
 			return (int)slot;
 	}
-	start = balance_rand(v) % p->n;
 	for (i = 0; i < p->n; i++) {
-		uint32_t slot = p->idx[(start + i) % p->n];
+		uint32_t slot = p->idx[i];
 
-		if (balance_ok(v, slot, f))
-			return (int)slot;
+		if ((int)slot == avoid || !balance_ok(v, slot, f))
+			continue;
+		if (balance_rand(v) % ++seen == 0)
+			pick = (int)slot;
 	}
-	return -1;
+	return pick;
+}
+
+static int
+pick_random(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	return pick_random_but(v, p, f, -1);
 }
 
 static int
@@ -314,8 +342,8 @@ pick_p2c(struct wview *v, struct wpool *p, const struct bal_filter *f)
 
 	if ((a = pick_random(v, p, f)) == -1)
 		return -1;
-	b = pick_random(v, p, f);
-	if (b == -1 || b == a)
+	/* two different backends, or the comparison means nothing */
+	if ((b = pick_random_but(v, p, f, a)) == -1)
 		return a;
 	return balance_inflight(v, (uint32_t)b) < balance_inflight(v, (uint32_t)a) ? b : a;
 }

@@ -53,6 +53,7 @@ struct bal_req {
 	uint32_t	 exclude[BAL_EXCLUDE_MAX];
 	size_t		 nexclude;
 	int		 model;
+	int		 ignore_full;	/* 1: treat backends at max_conns as eligible (queueing asks) */
 };
 
 /*

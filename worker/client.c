@@ -23,6 +23,7 @@ static void	client_timeout(struct ev_loop *, struct ev_timer *);
 static void	client_io(struct ev_loop *, struct ev_io *, uint32_t);
 static void	client_start(struct client *);
 static void	client_finish(struct client *);
+static void	client_unqueue(struct client *);
 
 static struct client *
 client_of_parser(llhttp_t *p)
@@ -379,9 +380,8 @@ req_on_headers_complete(llhttp_t *p)
 			c->expect_100 = 1;
 	}
 
-	/* the pool */
-	if ((c->pool = req_route(c, path, plen, host)) == -1)
-		return client_fail(c, 404);
+	/* the pool; no route is answered once the request is read (keep-alive stays) */
+	c->pool = req_route(c, path, plen, host);
 
 	/* X-Request-Id: keep a sane one, else make ours */
 	c->rid[0] = '\0';
@@ -396,6 +396,8 @@ req_on_headers_complete(llhttp_t *p)
 
 	/* the upstream head */
 	http_conn_tokens(base, &c->h, &ct);
+	if (ct.overflow)
+		return client_fail(c, 400);
 	if (c->fwd.data == NULL)
 		c->fwd.data = worker_fwd_get(c->w);
 	if (c->fwd.data == NULL)
@@ -630,6 +632,8 @@ client_close(struct client *c)
 	if (c->closed)
 		return;
 	c->closed = 1;
+	if (c->phase == CP_WAIT)
+		client_unqueue(c);
 	if (c->up != NULL)
 		upstream_release(c->up, 0);
 	ev_timer_stop(&w->loop, &c->timer);
@@ -674,6 +678,8 @@ client_reply(struct client *c, int status, const char *msg)
 {
 	int	close_it;
 
+	if (c->phase == CP_WAIT)
+		client_unqueue(c);
 	if (c->up != NULL)
 		upstream_release(c->up, 0);
 	if (c->head_sent || c->resp_started) {
@@ -730,7 +736,8 @@ client_parse(struct client *c)
 	size_t		 n;
 	llhttp_errno_t	 err;
 
-	if (c->msg_done || c->phase >= CP_REPLY || buf_len(&c->in) == 0)
+	if (c->msg_done || c->phase >= CP_REPLY || c->phase == CP_WAIT ||
+	    buf_len(&c->in) == 0)
 		return 0;
 	n = buf_len(&c->in);
 	if (c->phase == CP_BODY) {
@@ -779,6 +786,114 @@ client_parse(struct client *c)
 	return 1;
 }
 
+/* Requests waiting in every worker's queue, from the table. */
+static uint64_t
+client_queued_total(struct worker *w)
+{
+	uint64_t	n = 0;
+	uint32_t	i;
+
+	for (i = 0; i < w->shm->max_workers; i++)
+		n += atomic_load_explicit(&w->shm->workers[i].queued,
+		    memory_order_relaxed);
+	return n;
+}
+
+static void
+client_queue_publish(struct worker *w)
+{
+	atomic_store_explicit(&w->shm->workers[w->index].queued, w->nwait,
+	    memory_order_relaxed);
+}
+
+static void
+client_unqueue(struct client *c)
+{
+	struct worker	*w = c->w;
+
+	TAILQ_REMOVE(&w->waitq, c, qentry);
+	w->nwait--;
+	client_queue_publish(w);
+	if (w->nwait == 0)
+		ev_timer_stop(&w->loop, &w->queue_timer);
+}
+
+/* A backend is ours: the 100 Continue a client waits for, before its body. */
+static int
+client_attached(struct client *c)
+{
+	if (c->expect_100) {
+		if (c->out.data == NULL &&
+		    (c->out.data = worker_buf_get(c->w)) == NULL) {
+			client_close(c);
+			return -1;
+		}
+		c->out.cap = WORKER_BUFSZ;
+		buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+		c->expect_100 = 0;
+	}
+	return 0;
+}
+
+/*
+ * Every worker's queue runs in FIFO order whenever a slot may have freed:
+ * after one of our requests finished at a backend, and every 20 ms while
+ * anything waits (slots also free in other workers).
+ */
+void
+client_queue_run(struct worker *w)
+{
+	struct client	*c, *next;
+
+	for (c = TAILQ_FIRST(&w->waitq); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, qentry);
+		if (upstream_attach(c) == -1)
+			continue;
+		client_unqueue(c);
+		c->phase = c->msg_done ? CP_SENT : CP_BODY;
+		ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
+		if (client_attached(c) == 0)
+			client_drive(c);
+	}
+}
+
+/*
+ * No backend can take the request now.  If that is only because every
+ * eligible one is at max_conns, wait for a slot (up to queue.timeout,
+ * and only while the queue of every worker together has room); otherwise,
+ * or when the queue is full, answer 503 at once.
+ */
+static void
+client_no_backend(struct client *c)
+{
+	struct worker	*w = c->w;
+	int		 full_only;
+
+	if (c->attempts > 0) {
+		client_reply(c, 502, "no backend could be reached");
+		return;
+	}
+	c->breq.ignore_full = 1;
+	full_only = balance_pick(&w->view, (uint32_t)c->pool, &c->breq) != -1;
+	c->breq.ignore_full = 0;
+	if (!full_only) {
+		client_reply(c, 503, "no backend available");
+		return;
+	}
+	if (w->conf->queue.size <= 0 ||
+	    client_queued_total(w) >= (uint64_t)w->conf->queue.size) {
+		client_reply(c, 503, "every backend is at its connection limit and the queue is full");
+		return;
+	}
+	c->phase = CP_WAIT;
+	TAILQ_INSERT_TAIL(&w->waitq, c, qentry);
+	w->nwait++;
+	client_queue_publish(w);
+	ev_timer_after(&w->loop, &c->timer, w->conf->queue.timeout_ms);
+	if (!ev_timer_armed(&w->queue_timer))
+		ev_timer_after(&w->loop, &w->queue_timer, 20);
+}
+
 /* The head is parsed: pick a backend and attach a connection. */
 static void
 client_start(struct client *c)
@@ -791,21 +906,16 @@ client_start(struct client *c)
 	c->attempts = 0;
 	c->status = 0;
 	ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
-	if (upstream_attach(c) == -1) {
-		client_reply(c, c->attempts ? 502 : 503,
-		    c->attempts ? "no backend could be reached" :
-		    "no backend available");
+	if (c->pool == -1) {
+		client_reply(c, 404, client_status_msg(404));
 		return;
 	}
-	if (c->expect_100 && !c->closed) {
-		if (c->out.data == NULL && (c->out.data = worker_buf_get(w)) == NULL) {
-			client_close(c);
-			return;
-		}
-		c->out.cap = WORKER_BUFSZ;
-		buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-		c->expect_100 = 0;
+	if (upstream_attach(c) == -1) {
+		client_no_backend(c);
+		return;
 	}
+	if (!c->closed)
+		client_attached(c);
 }
 
 /* Reads what the socket has into in.  1 progress, 0 none, -1 closed. */
@@ -837,8 +947,9 @@ client_read(struct client *c)
 	n = read(c->io.fd, c->in.data + c->in.wpos, room);
 	if (n > 0) {
 		c->in.wpos += (size_t)n;
-		if ((size_t)n < room)
-			c->rd_ready = 0;	/* drained: the next edge tells us more */
+		/* drained: the next edge tells us more -- unless the peer hung up, when no edge will come */
+		if ((size_t)n < room && !c->hup)
+			c->rd_ready = 0;
 		if (c->phase == CP_IDLE) {
 			c->phase = CP_HEAD;
 			c->t_start = c->w->loop.now;
@@ -1016,6 +1127,8 @@ client_io(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 		return;
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->rd_ready = 1;
+	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->hup = 1;
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->wr_ready = 1;
 	client_drive(c);

@@ -78,7 +78,7 @@ http_conn_tokens(const char *base, const struct head *h, struct conn_tokens *ct)
 {
 	int	i;
 
-	ct->n = ct->close = ct->keepalive = 0;
+	ct->n = ct->close = ct->keepalive = ct->overflow = 0;
 	for (i = 0; i < h->n; i++) {
 		const char	*p, *end;
 
@@ -96,18 +96,22 @@ http_conn_tokens(const char *base, const struct head *h, struct conn_tokens *ct)
 			while (q < end && *q != ',' && *q != ' ' && *q != '\t')
 				q++;
 			n = (size_t)(q - p);
-			if (n > 0 && ct->n < HTTP_CONN_TOKENS) {
+			if (n == 5 && strncasecmp(p, "close", 5) == 0)
+				ct->close = 1;
+			else if (n == 10 && strncasecmp(p, "keep-alive", 10) == 0)
+				ct->keepalive = 1;
+			if (n > 0 && ct->n == HTTP_CONN_TOKENS)
+				ct->overflow = 1;
+			else if (n > 0) {
 				char	*t = ct->t[ct->n];
 
-				if (n > 63)
+				if (n > 63) {
 					n = 63;
+					ct->overflow = 1;	/* a name we cannot match whole */
+				}
 				for (k = 0; k < n; k++)
 					t[k] = (char)tolower((unsigned char)p[k]);
 				t[n] = '\0';
-				if (strcmp(t, "close") == 0)
-					ct->close = 1;
-				else if (strcmp(t, "keep-alive") == 0)
-					ct->keepalive = 1;
 				ct->n++;
 			}
 			p = q;

@@ -6,7 +6,7 @@
 
 #include "worker/worker.h"
 
-#define HTTP_CONN_TOKENS	16
+#define HTTP_CONN_TOKENS	32
 
 /* Span collection for llhttp callbacks; base is the input buffer's start.  0 or -1 if too many fields. */
 void	 head_reset(struct head *);
@@ -23,6 +23,7 @@ struct conn_tokens {
 	char	 t[HTTP_CONN_TOKENS][64];
 	int	 n;
 	int	 close, keepalive;
+	int	 overflow;	/* more tokens than we keep: the head is refused */
 };
 void	 http_conn_tokens(const char *base, const struct head *, struct conn_tokens *);
 

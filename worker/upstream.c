@@ -159,6 +159,17 @@ resp_on_headers_complete(llhttp_t *p)
 	c->resp_close = !keep;
 
 	http_conn_tokens(base, &u->h, &ct);
+	if (ct.overflow)
+		return -1;
+	/* obs-fold (llhttp 8 unfolds it) or a NUL: not a head we forward */
+	for (i = 0; i < u->h.n; i++) {
+		const char *val = base + u->h.f[i].value.off;
+		size_t vl = u->h.f[i].value.len;
+
+		if (memchr(val, '\r', vl) || memchr(val, '\n', vl) ||
+		    memchr(val, '\0', vl))
+			return -1;
+	}
 	resp_status_line(u, o, status);
 	for (i = 0; i < u->h.n; i++) {
 		struct hfield	*hf = &u->h.f[i];
@@ -314,6 +325,8 @@ upstream_release(struct upconn *u, int reuse)
 		shm_ctr_inflight_add(&k->inflight, -1);
 		c->up = NULL;
 		u->cl = NULL;
+		if (w->nwait > 0)
+			w->queue_kick = 1;	/* a slot freed: the queue runs after this event */
 	}
 	if (!reuse || u->no_reuse || u->closed || u->addr_gen != b->addr_gen ||
 	    w->draining || buf_len(&u->in) != 0 || !w->view.be[u->slot].inuse) {
@@ -602,7 +615,7 @@ upstream_drive(struct upconn *u)
 			u->got_bytes = 1;
 			shm_ctr_add(&up_ctr(u)->bytes_in, (uint64_t)n);
 			progress = 1;
-			if ((size_t)n < room)
+			if ((size_t)n < room && !u->hup)
 				u->rd_ready = 0;
 			break;
 		}
@@ -638,16 +651,19 @@ upstream_drive(struct upconn *u)
 			upstream_fail(u, UPE_EMPTY);
 			return -1;
 		}
-		if (u->head_done && u->parser_eof_body &&
-		    llhttp_finish(&u->parser) == HPE_OK) {
+		if (u->head_done && u->parser_eof_body) {
+			/* the close ends the body: on_message_complete runs (and pauses) */
+			llhttp_errno_t err = llhttp_finish(&u->parser);
+
 			u->no_reuse = 1;
-			c->resp_done = 1;
-			if (c->resp_body == BODY_CHUNKED)
-				buf_puts(&c->out, "0\r\n\r\n");
-			return 1;
+			if (!((err == HPE_OK || err == HPE_PAUSED) && c->resp_done)) {
+				upstream_fail(u, UPE_TRUNCATED);
+				return -1;
+			}
+		} else {
+			upstream_fail(u, UPE_TRUNCATED);
+			return -1;
 		}
-		upstream_fail(u, UPE_TRUNCATED);
-		return -1;
 	}
 	if (c->resp_done && c->up == u) {
 		/* the whole response is ours: the connection can serve another request if the request went out whole */
@@ -680,8 +696,16 @@ upstream_fail(struct upconn *u, enum up_err e)
 	replay = !c->resp_started && !c->head_sent && c->fwd_whole &&
 	    (e == UPE_CONNECT || (c->idempotent && (e == UPE_EMPTY ||
 	    e == UPE_SEND) && u->reused));
-	if (e == UPE_EMPTY && u->reused && c->idempotent && c->fwd_whole)
-		c->attempts--;	/* a stale pooled connection is not the backend's fault */
+	if ((e == UPE_EMPTY || e == UPE_SEND) && u->reused && replay) {
+		/*
+		 * A pooled connection the backend had already closed: not the
+		 * backend's fault, so it is neither an attempt nor excluded.
+		 */
+		c->attempts--;
+		if (c->breq.nexclude > 0 &&
+		    c->breq.exclude[c->breq.nexclude - 1] == u->slot)
+			c->breq.nexclude--;
+	}
 	upstream_release(u, 0);
 	if (replay) {
 		c->fwd.rpos = 0;
@@ -722,6 +746,8 @@ upstream_io(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 	}
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		u->rd_ready = 1;
+	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->hup = 1;
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		u->wr_ready = 1;
 	if (u->cl != NULL)

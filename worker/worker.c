@@ -118,6 +118,16 @@ worker_refresh(struct worker *w)
 }
 
 static void
+worker_queue_tick(struct ev_loop *l, struct ev_timer *t)
+{
+	struct worker	*w = (struct worker *)((char *)t - offsetof(struct worker, queue_timer));
+
+	client_queue_run(w);
+	if (w->nwait > 0)
+		ev_timer_after(l, t, 20);
+}
+
+static void
 worker_resume_accept(struct ev_loop *l, struct ev_timer *t)
 {
 	struct worker	*w = (struct worker *)((char *)t - offsetof(struct worker, accept_timer));
@@ -264,6 +274,8 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	w.fwdsz = cf->retries.buffer > WORKER_BUFSZ ? cf->retries.buffer : WORKER_BUFSZ;
 	w.fwdsz += 1024;
 	ev_timer_init(&w.accept_timer, worker_resume_accept);
+	ev_timer_init(&w.queue_timer, worker_queue_tick);
+	TAILQ_INIT(&w.waitq);
 	client_settings(&w.req_settings);
 	upstream_settings(&w.resp_settings);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -324,6 +336,10 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	while (!w.stop) {
 		if (ev_run_once(&w.loop, 1000) == -1)
 			fatal("worker: epoll_wait");
+		if (w.queue_kick) {
+			w.queue_kick = 0;
+			client_queue_run(&w);
+		}
 		worker_free_zombies(&w);
 		if (shm_gen(shm) != w.gen)
 			worker_refresh(&w);

@@ -68,6 +68,7 @@ struct client {
 	struct ev_timer		 timer;
 	struct upconn		*up;
 	struct head		 h;
+	TAILQ_ENTRY(client)	 qentry;	/* worker's wait queue while CP_WAIT */
 
 	enum cphase		 phase;
 	unsigned		 rd_ready:1, wr_ready:1, closed:1, eof:1,
@@ -75,7 +76,7 @@ struct client {
 				 fwd_whole:1, expect_100:1, resp_started:1,
 				 resp_done:1, head_sent:1, http10:1,
 				 resp_close:1, is_head:1, idempotent:1,
-				 started:1, chunk_open:1;
+				 started:1, chunk_open:1, hup:1;
 	enum body_kind		 req_body;
 	enum body_kind		 resp_body;	/* framing towards the client */
 	uint64_t		 body_len;	/* request body bytes seen */
@@ -113,7 +114,7 @@ struct upconn {
 	unsigned		 rd_ready:1, wr_ready:1, closed:1, reused:1,
 				 got_bytes:1, eof:1, no_reuse:1, interim:1,
 				 head_done:1, parser_eof_body:1, chunk_open:1,
-				 keepalive:1;
+				 keepalive:1, hup:1;
 	uint64_t		 t_sent;	/* ms: request fully handed to the socket */
 	uint64_t		 nreq;
 };
@@ -151,6 +152,10 @@ struct worker {
 	struct clientq		 clients;
 	size_t			 nclients;
 	struct clientq		 czombies;
+	struct clientq		 waitq;		/* requests waiting for a backend slot (FIFO) */
+	size_t			 nwait;
+	int			 queue_kick;
+	struct ev_timer		 queue_timer;	/* re-tries the queue: slots also free in other workers */
 	struct upq		 uzombies;
 	int			 draining;
 	uint64_t		 drain_deadline;
@@ -178,6 +183,7 @@ void	 client_drive(struct client *);
 void	 client_close(struct client *);
 void	 client_reply(struct client *, int status, const char *msg);
 void	 client_settings(llhttp_settings_t *);
+void	 client_queue_run(struct worker *);
 
 /* upstream.c */
 int	 upstream_attach(struct client *);

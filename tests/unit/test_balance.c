@@ -287,13 +287,13 @@ Test(balance, least_conn_ties_rotate)
 }
 
 /*
- * BUG (reported): ties are broken by a start position that moves one
+ * Regression (fixed): ties are broken by a start position that moves one
  * member per pick, so the tied backend that follows a busier or
  * ineligible one wins that member's turns too.  Idle pool [down, A, B, C]:
  * A takes 1/2 of the requests, B and C 1/4 each, not 1/3 each.  Enable
  * once ties rotate among the tied backends.
  */
-Test(balance, least_conn_ties_rotate_evenly, .disabled = true)
+Test(balance, least_conn_ties_rotate_evenly)
 {
 	int count[NB + 1];
 
@@ -312,12 +312,12 @@ Test(balance, least_conn_ties_rotate_evenly, .disabled = true)
 /* Power of two choices */
 
 /*
- * BUG (reported): pick_p2c() draws its two candidates with replacement,
+ * Regression (fixed): pick_p2c() draws its two candidates with replacement,
  * so with probability 1/n both are the same backend and it is taken
  * whatever its load.  In a pool of two, the busy backend still gets a
  * quarter of the requests.  Enable once the second draw is distinct.
  */
-Test(balance, p2c_never_picks_the_busier_of_two, .disabled = true)
+Test(balance, p2c_never_picks_the_busier_of_two)
 {
 	int count[NB + 1];
 
@@ -406,12 +406,12 @@ Test(balance, random_with_ineligible_members)
 }
 
 /*
- * BUG (reported): after four missed probes pick_random() scans from a
+ * Regression (fixed): after four missed probes pick_random() scans from a
  * random start, which favours the eligible member that follows a long
  * run of ineligible ones.  Two up of sixteen (slots 0 and 15): slot 15
  * gets about 75% instead of 50%.  Enable once the fallback is uniform.
  */
-Test(balance, random_uniform_when_most_members_down, .disabled = true)
+Test(balance, random_uniform_when_most_members_down)
 {
 	int i, count[NB + 1];
 

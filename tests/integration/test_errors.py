@@ -1,0 +1,319 @@
+"""Failures and their answers: 502, 503, 504, broken backend responses, slow clients."""
+import http.client
+import json
+import socket
+import threading
+import time
+
+from harness import (backends_yaml, dead_addr, parse_responses, pools_yaml, raw, request,
+                     status_of)
+
+
+def _json_error(resp, code):
+    assert resp["status"] == code, resp
+    assert "application/json" in resp["headers_dict"].get("content-type", ""), resp
+    err = json.loads(resp["body"])["error"]
+    assert err["code"] == code and err["message"], err
+    return err
+
+
+def _one(port, path, timeout=5.0, extra=b""):
+    out = raw(port, b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n"
+              % (path.encode(), extra), timeout=timeout)
+    resps, rest = parse_responses(out)
+    return out, resps, rest
+
+
+def _still_serves(port, want="b1"):
+    st, h, body = request(port, "GET", "/after")
+    assert st == 200, (st, body)
+    assert h.get("x-backend") == want, h
+
+
+def test_502_all_backends_refuse(env):
+    r = env.router(pools_yaml({"default": [dead_addr(), dead_addr()]}, workers=1))
+    t0 = time.time()
+    out, resps, _ = _one(r.port, "/x")
+    assert resps, out
+    _json_error(resps[0], 502)
+    assert time.time() - t0 < 2.0
+    # and a POST (not idempotent, but never sent anywhere) gets the same
+    st, _, body = request(r.port, "POST", "/x", body=b"abc")
+    assert st == 502, (st, body)
+
+
+def test_503_no_eligible_backend(env):
+    """The only backend is at max_conns and there is no queue: 503 + Retry-After + JSON."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([(b1, ", max_conns: 1")],
+                                 extra="queue:\n  size: 0\n  timeout: 1s\n"))
+    holder = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    holder.sendall(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.3)  # the slow request is in flight
+    t0 = time.time()
+    out, resps, _ = _one(r.port, "/x")
+    assert resps, out
+    _json_error(resps[0], 503)
+    assert resps[0]["headers_dict"].get("retry-after", "").isdigit(), resps[0]
+    assert time.time() - t0 < 1.0
+    # the slow request itself is unharmed
+    holder.settimeout(5)
+    got = b""
+    while True:
+        c = holder.recv(65536)
+        if not c:
+            break
+        got += c
+    holder.close()
+    assert status_of(got) == 200, got
+    _still_serves(r.port)
+
+
+def test_queue_waits_for_a_slot(env):
+    """DESIGN 'Queueing': at max_conns the request waits in the queue and is served when the slot frees."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([(b1, ", max_conns: 1")],
+                                 extra="queue:\n  size: 10\n  timeout: 5s\n"))
+    holder = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    holder.sendall(b"GET /slow?ms=600 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.2)
+    t0 = time.time()
+    st, h, body = request(r.port, "GET", "/queued")
+    dt = time.time() - t0
+    holder.close()
+    assert st == 200, (st, body)
+    assert 0.2 <= dt <= 3.0, dt
+
+
+def test_queue_timeout_503(env):
+    """DESIGN 'Queueing': a queued request gives up after queue.timeout with 503 + Retry-After."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([(b1, ", max_conns: 1")],
+                                 extra="queue:\n  size: 10\n  timeout: 1s\n"))
+    holder = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    holder.sendall(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.2)
+    t0 = time.time()
+    out, resps, _ = _one(r.port, "/x")
+    dt = time.time() - t0
+    holder.close()
+    assert resps, out
+    _json_error(resps[0], 503)
+    assert "retry-after" in resps[0]["headers_dict"]
+    assert 0.8 <= dt <= 2.5, dt
+
+
+def test_504_upstream_timeout(env):
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  upstream_response: 1s\n"))
+    t0 = time.time()
+    out, resps, _ = _one(r.port, "/hang", timeout=5)
+    dt = time.time() - t0
+    assert resps, out
+    _json_error(resps[0], 504)
+    assert 0.8 <= dt <= 2.5, dt
+    _still_serves(r.port)
+
+
+def test_504_between_body_bytes_cuts(env):
+    """Silence past upstream_response after the head: the client connection is cut, no fake end."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  upstream_response: 1s\n"))
+    t0 = time.time()
+    out = raw(r.port, b"GET /sse?n=3&delay_ms=2500 HTTP/1.1\r\nHost: t\r\n\r\n", timeout=6)
+    dt = time.time() - t0
+    assert status_of(out) == 200, out
+    assert b"data: 1" in out and b"data: 2" not in out, out
+    assert not out.endswith(b"0\r\n\r\n"), out
+    assert dt < 4.0, dt
+    _still_serves(r.port)
+
+
+def _truncated(env, kind):
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1]))
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(b"GET /bad?kind=%s HTTP/1.1\r\nHost: t\r\n\r\n" % kind.encode())
+    out = b""
+    eof = False
+    end = time.time() + 4
+    s.settimeout(0.5)
+    while time.time() < end:
+        try:
+            c = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            eof = True
+            break
+        if not c:
+            eof = True
+            break
+        out += c
+    s.close()
+    assert eof, "client connection not cut after a truncated response: %r" % out
+    return r, out
+
+
+def test_truncated_content_length_cuts(env):
+    r, out = _truncated(env, "short_cl")
+    resps, rest = parse_responses(out)
+    # either nothing, or a head + the 10 bytes; never a complete 100-byte body
+    assert not resps, ("a complete response was faked", out)
+    if out:
+        assert status_of(out) == 200 and out.endswith(b"0123456789"), out
+    _still_serves(r.port)
+
+
+def test_truncated_chunked_cuts(env):
+    r, out = _truncated(env, "short_chunked")
+    assert not out.endswith(b"0\r\n\r\n"), ("a last chunk was faked", out)
+    resps, rest = parse_responses(out)
+    assert not resps, out
+    _still_serves(r.port)
+
+
+def _bad(env, kind):
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1]))
+    out, resps, rest = _one(r.port, "/bad?kind=%s" % kind)
+    assert resps, (kind, out)
+    _json_error(resps[0], 502)
+    assert rest == b"", out
+    assert b"hello" not in out and b"ok" not in out.split(b"\r\n\r\n", 1)[1], out
+    _still_serves(r.port)
+    _still_serves(r.port)
+
+
+def test_bad_status_line_502(env):
+    _bad(env, "status_line")
+
+
+def test_bad_conflicting_cl_502(env):
+    _bad(env, "conflicting_cl")
+
+
+def test_bad_cl_te_502(env):
+    _bad(env, "cl_te")
+
+
+def test_bad_obs_fold_502(env):
+    _bad(env, "obs_fold")
+
+
+def test_bad_close_early_502(env):
+    """A backend that closes without answering: 502 (GET on a fresh connection is not replayed blindly)."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1]))
+    out, resps, _ = _one(r.port, "/bad?kind=close_early")
+    assert resps, out
+    _json_error(resps[0], 502)
+    _still_serves(r.port)
+
+
+def test_slow_client_header_408(env):
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  client_header: 1s\n"))
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    head = b"GET /x HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * 40 + b"\r\n\r\n"
+    t0 = time.time()
+    got = b""
+    eof = False
+    s.settimeout(0.01)
+    # one byte every 100 ms: the head would take ~7 s, and each byte resets any idle timer
+    for i in range(len(head) - 2):
+        if time.time() - t0 > 4:
+            break
+        try:
+            s.send(head[i:i + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        end = time.time() + 0.1
+        while time.time() < end:
+            try:
+                c = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                eof = True
+                break
+            if not c:
+                eof = True
+                break
+            got += c
+        if eof:
+            break
+    dt = time.time() - t0
+    if not eof:
+        s.settimeout(2)
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    eof = True
+                    break
+                got += c
+        except (socket.timeout, ConnectionResetError):
+            pass
+    s.close()
+    assert status_of(got) == 408, got
+    assert eof, "connection not closed after 408"
+    assert b"connection: close" in got.lower()
+    assert 0.9 <= dt <= 2.0, dt
+    assert b1.stats()["requests"] == 0, "a trickled request reached the backend"
+
+
+def test_slow_client_idle_keepalive_close(env):
+    """An idle keep-alive connection is closed after timeout.client_idle, without a 408."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  client_idle: 1s\n"))
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.2)
+    first = s.recv(65536)
+    assert status_of(first) == 200
+    t0 = time.time()
+    s.settimeout(4)
+    rest = b""
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            rest += c
+    except socket.timeout:
+        pass
+    dt = time.time() - t0
+    s.close()
+    assert rest == b"", rest
+    assert 0.6 <= dt <= 2.5, dt
+
+
+def test_errors_do_not_poison_keepalive(env):
+    """After 502s and 504s on other connections, pooled keep-alive keeps working under load."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], workers=2,
+                                 extra="timeout:\n  upstream_response: 1s\n"))
+    errs = []
+
+    def bad():
+        for kind in ("status_line", "cl_te", "conflicting_cl", "close_early"):
+            try:
+                raw(r.port, b"GET /bad?kind=%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                    % kind.encode(),
+                    timeout=2)
+            except OSError as e:
+                errs.append(repr(e))
+
+    t = threading.Thread(target=bad)
+    t.start()
+    c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=5)
+    for i in range(200):
+        c.request("GET", "/good%d" % i)
+        resp = c.getresponse()
+        body = resp.read()
+        assert resp.status == 200, (i, resp.status, body)
+        assert json.loads(body)["path"] == "/good%d" % i
+    c.close()
+    t.join(15)
+    assert not errs, errs

@@ -1,0 +1,120 @@
+"""Supervision: a worker killed with SIGKILL is reaped and respawned; traffic barely notices."""
+import http.client
+import os
+import signal
+import threading
+import time
+
+from harness import backends_yaml, worker_pids
+
+
+def _get(port, path, timeout=3):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Connection": "close"})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def _wait_workers(r, n, timeout=3.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        w = worker_pids(r)
+        if len(w) == n:
+            return w
+        time.sleep(0.02)
+    raise AssertionError("expected %d workers, have %s" % (n, worker_pids(r)))
+
+
+def test_killed_worker_respawned(env):
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], workers=2))
+    before = _wait_workers(r, 2)
+
+    stop = threading.Event()
+    results = []  # (time, ok, detail)
+    lock = threading.Lock()
+
+    def load():
+        while not stop.is_set():
+            t = time.monotonic()
+            try:
+                st = _get(r.port, "/slow?ms=20")
+                ok, why = st == 200, st
+            except Exception as e:  # noqa: BLE001
+                ok, why = False, repr(e)
+            with lock:
+                results.append((t, ok, why))
+
+    ts = [threading.Thread(target=load) for _ in range(2)]
+    for t in ts:
+        t.start()
+    try:
+        time.sleep(0.5)
+        victim = before[0]
+        t_kill = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+
+        # a new pid within 1 s, the victim reaped
+        new = None
+        while time.monotonic() - t_kill < 1.0:
+            w = worker_pids(r)
+            fresh = [p for p in w if p not in before]
+            if fresh and len(w) == 2:
+                new = fresh[0]
+                break
+            time.sleep(0.01)
+        assert new is not None, "no respawned worker after 1 s: %s" % worker_pids(r)
+        assert before[1] in worker_pids(r), "the other worker changed"
+
+        # new connections are served within 1 s of the kill (both listener sockets)
+        ok = 0
+        while ok < 20:
+            assert time.monotonic() - t_kill < 1.0 + 3.0, "served only %d" % ok
+            if _get(r.port, "/x", timeout=1.0) == 200:
+                ok += 1
+        assert time.monotonic() - t_kill < 1.0 + 0.5, time.monotonic() - t_kill
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+
+    end = time.monotonic() + 1.0
+    while os.path.exists("/proc/%d" % victim) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert not os.path.exists("/proc/%d" % victim), "victim not reaped"
+
+    fails = [x for x in results if not x[1]]
+    after = [x for x in results if x[0] > t_kill + 0.1]
+    # only requests in flight in the killed worker may fail: one per load thread at most
+    assert len(fails) <= 2, fails
+    assert all(f[0] <= t_kill + 0.05 for f in fails), (t_kill, fails)
+    assert len([x for x in after if x[1]]) >= 10, len(after)
+
+
+def test_worker_killed_twice(env):
+    """The respawned worker can itself be killed and is respawned again (back-off stays short)."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], workers=2))
+    pids = _wait_workers(r, 2)
+    seen = set(pids)
+    for _ in range(2):
+        victim = sorted(worker_pids(r))[0]
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        new = None
+        while time.monotonic() - t0 < 1.5:
+            w = worker_pids(r)
+            fresh = [p for p in w if p not in seen]
+            if fresh and len(w) == 2:
+                new = fresh[0]
+                break
+            time.sleep(0.01)
+        assert new is not None, worker_pids(r)
+        seen.add(new)
+    for _ in range(20):
+        assert _get(r.port, "/x", timeout=2) == 200
