@@ -21,7 +21,8 @@ enum up_err {
 	UPE_EMPTY,		/* closed or reset before any response byte */
 	UPE_TIMEOUT,		/* no response byte in time */
 	UPE_BAD,		/* the response broke HTTP */
-	UPE_TRUNCATED		/* closed in the middle of the response body */
+	UPE_TRUNCATED,		/* closed in the middle of the response body */
+	UPE_STATUS		/* a retryable status (502, 503, 504) not yet forwarded */
 };
 
 static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
@@ -135,6 +136,13 @@ resp_on_headers_complete(llhttp_t *p)
 		u->interim = 1;
 		return status == 101 ? -1 : 0;
 	}
+	if ((status == 502 || status == 503 || status == 504) && c->idempotent &&
+	    c->fwd_whole && c->msg_done && c->attempts <= c->w->conf->retries.max) {
+		/* not forwarded: another backend may answer it (upstream_fail decides) */
+		u->retry_status = 1;
+		c->status = status;
+		return -1;
+	}
 	if ((p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH))
 		return -1;
 	if (u->h.bytes + (size_t)u->h.n * 4 + 256 > buf_room(o) ||
@@ -198,7 +206,11 @@ resp_on_headers_complete(llhttp_t *p)
 	shm_ctr_add(&k->status[status / 100 <= 5 ? status / 100 : 0], 1);
 	shm_ctr_add(&k->lat_sum_us, lat);
 	shm_ctr_add(&k->lat_hist[shm_lat_bucket(lat)], 1);
-	if (status < 500)
+	/* the breaker's input: 5xx is a failed request, anything else a success */
+	if (status >= 500) {
+		shm_ctr_add(&k->fails, 1);
+		shm_ctr_add(&k->consec_fails, 1);
+	} else
 		atomic_store_explicit(&k->consec_fails, 0, memory_order_relaxed);
 	return c->is_head ? 1 : 0;
 }
@@ -429,6 +441,16 @@ upstream_attach(struct client *c)
 		if (slot == -1)
 			return -1;
 		b = &w->wb[slot];
+		if (atomic_load_explicit(&shm_slot(w->shm, (uint32_t)slot)->breaker,
+		    memory_order_relaxed) == SHM_BREAKER_HALF_OPEN &&
+		    !shm_trial_take(shm_slot(w->shm, (uint32_t)slot))) {
+			/* another worker took the last trial: not this one, not an attempt */
+			if (c->breq.nexclude < BAL_EXCLUDE_MAX) {
+				c->breq.exclude[c->breq.nexclude++] = (uint32_t)slot;
+				continue;
+			}
+			return -1;
+		}
 		while ((u = TAILQ_FIRST(&b->idle)) != NULL) {
 			TAILQ_REMOVE(&b->idle, u, entry);
 			b->nidle--;
@@ -525,6 +547,9 @@ up_parse(struct upconn *u)
 		llhttp_resume(&u->parser);
 		if (buf_len(&u->in) != 0)
 			u->no_reuse = 1;	/* bytes after the response: not HTTP we trust */
+	} else if (u->retry_status) {
+		upstream_fail(u, UPE_STATUS);
+		return -1;
 	} else {
 		log_debug("upstream %s: bad response: %s (%s)", u->w->wb[u->slot].name,
 		    llhttp_errno_name(err), llhttp_get_error_reason(&u->parser));
@@ -691,11 +716,19 @@ upstream_fail(struct upconn *u, enum up_err e)
 	int		 replay;
 	const char	*name = w->wb[u->slot].name;
 
-	up_note_fail(w, u->slot);
+	if (e != UPE_STATUS)
+		up_note_fail(w, u->slot);	/* a 5xx was counted with its head */
 	log_debug("upstream %s: attempt failed (%d)", name, (int)e);
+	/*
+	 * Replay only what is safe: the whole request is still in fwd, and
+	 * the backend never got it (connect), or it is idempotent and failed
+	 * without a response byte on a reused connection, or it answered
+	 * with a retryable status.
+	 */
 	replay = !c->resp_started && !c->head_sent && c->fwd_whole &&
 	    (e == UPE_CONNECT || (c->idempotent && (e == UPE_EMPTY ||
-	    e == UPE_SEND) && u->reused));
+	    e == UPE_SEND) && u->reused) || e == UPE_STATUS ||
+	    (c->idempotent && e == UPE_TIMEOUT && c->msg_done));
 	if ((e == UPE_EMPTY || e == UPE_SEND) && u->reused && replay) {
 		/*
 		 * A pooled connection the backend had already closed: not the
@@ -719,6 +752,9 @@ upstream_fail(struct upconn *u, enum up_err e)
 		return;
 	}
 	switch (e) {
+	case UPE_STATUS:
+		client_reply(c, c->status, "no backend could answer");
+		break;
 	case UPE_TIMEOUT:
 		client_reply(c, 504, "backend timed out");
 		break;

@@ -114,7 +114,7 @@ struct upconn {
 	unsigned		 rd_ready:1, wr_ready:1, closed:1, reused:1,
 				 got_bytes:1, eof:1, no_reuse:1, interim:1,
 				 head_done:1, parser_eof_body:1, chunk_open:1,
-				 keepalive:1, hup:1;
+				 keepalive:1, hup:1, retry_status:1;
 	uint64_t		 t_sent;	/* ms: request fully handed to the socket */
 	uint64_t		 nreq;
 };

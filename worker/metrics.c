@@ -1,0 +1,280 @@
+/* Prometheus text exposition (format 0.0.4) of the shared table for GET /metrics. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/admin.h"
+#include "worker/worker.h"
+
+/* A label value with \, " and newline escaped as the text format wants. */
+static void
+prom_esc(FILE *f, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\')
+			fputs("\\\\", f);
+		else if (*s == '"')
+			fputs("\\\"", f);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void
+prom_family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{backend="..",pool=".."[,extra]} */
+static void
+prom_be(FILE *f, const char *name, const struct admin_be *b, const char *extra)
+{
+	fprintf(f, "%s{backend=\"", name);
+	prom_esc(f, b->d.name);
+	fputs("\",pool=\"", f);
+	prom_esc(f, b->pool != NULL ? b->pool : "");
+	fputc('"', f);
+	if (extra != NULL)
+		fprintf(f, ",%s", extra);
+	fputs("} ", f);
+}
+
+/* One counter or gauge per backend, value picked by off into struct admin_be. */
+enum prom_val {
+	PV_REQUESTS, PV_FAILS, PV_RETRIES, PV_INFLIGHT, PV_BYTES_IN,
+	PV_BYTES_OUT, PV_CONNS, PV_CONSEC, PV_OPENS, PV_WEIGHT, PV_EWMA
+};
+
+static const struct prom_row {
+	const char	*name;
+	const char	*type;
+	enum prom_val	 v;
+	const char	*help;
+} prom_rows[] = {
+	{ "routerd_backend_requests_total", "counter", PV_REQUESTS,
+	  "Attempts sent to the backend (a retry is a second attempt)." },
+	{ "routerd_backend_failures_total", "counter", PV_FAILS,
+	  "Attempts without a usable answer: connect errors, resets, timeouts, bad responses." },
+	{ "routerd_backend_retries_total", "counter", PV_RETRIES,
+	  "Attempts that were retries of a request that failed elsewhere." },
+	{ "routerd_backend_inflight_requests", "gauge", PV_INFLIGHT,
+	  "Requests now at the backend, summed over workers." },
+	{ "routerd_backend_received_bytes_total", "counter", PV_BYTES_IN,
+	  "Bytes read from the backend." },
+	{ "routerd_backend_sent_bytes_total", "counter", PV_BYTES_OUT,
+	  "Bytes written to the backend." },
+	{ "routerd_backend_connections_total", "counter", PV_CONNS,
+	  "Upstream connections opened to the backend." },
+	{ "routerd_backend_consecutive_failures", "gauge", PV_CONSEC,
+	  "Failed attempts in a row (the breaker's input), summed over workers." },
+	{ "routerd_backend_breaker_opens_total", "counter", PV_OPENS,
+	  "Circuit breaker transitions to open." },
+	{ "routerd_backend_weight", "gauge", PV_WEIGHT,
+	  "Configured weight." },
+	{ "routerd_backend_check_latency_seconds", "gauge", PV_EWMA,
+	  "Latency EWMA measured by the prober." },
+};
+
+static void
+prom_value(FILE *f, const struct admin_be *b, enum prom_val v)
+{
+	switch (v) {
+	case PV_REQUESTS:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.requests);
+		break;
+	case PV_FAILS:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.fails);
+		break;
+	case PV_RETRIES:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.retries);
+		break;
+	case PV_INFLIGHT:
+		fprintf(f, "%lld\n", (long long)b->t.inflight);
+		break;
+	case PV_BYTES_IN:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.bytes_in);
+		break;
+	case PV_BYTES_OUT:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.bytes_out);
+		break;
+	case PV_CONNS:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.conns);
+		break;
+	case PV_CONSEC:
+		fprintf(f, "%llu\n", (unsigned long long)b->consec_fails);
+		break;
+	case PV_OPENS:
+		fprintf(f, "%u\n", b->breaker_opens);
+		break;
+	case PV_WEIGHT:
+		fprintf(f, "%u\n", b->d.weight);
+		break;
+	case PV_EWMA:
+		fprintf(f, "%.6f\n", b->lat_ewma_us / 1e6);
+		break;
+	}
+}
+
+static const char *const prom_codes[6] = {
+	"other", "1xx", "2xx", "3xx", "4xx", "5xx"
+};
+
+char *
+metrics_prom(struct worker *w, size_t *lenp)
+{
+	struct shm_hdr	*h = w->shm;
+	struct admin_be	*v;
+	FILE		*f;
+	char		*out = NULL, lbl[64];
+	size_t		 n, i, r, len = 0;
+	unsigned	 k, st;
+	uint64_t	 cum, retries = 0;
+	uint32_t	 running = 0, draining = 0, p;
+
+	*lenp = 0;
+	v = admin_snapshot(w, &n);
+	if ((f = open_memstream(&out, &len)) == NULL) {
+		free(v);
+		return NULL;
+	}
+
+	prom_family(f, "routerd_backend_responses_total", "counter",
+	    "Responses from the backend by status class (other: no class).");
+	for (i = 0; i < n; i++)
+		for (k = 0; k < 6; k++) {
+			snprintf(lbl, sizeof(lbl), "code=\"%s\"", prom_codes[k]);
+			prom_be(f, "routerd_backend_responses_total", &v[i], lbl);
+			fprintf(f, "%llu\n", (unsigned long long)v[i].t.status[k]);
+		}
+	for (r = 0; r < sizeof(prom_rows) / sizeof(prom_rows[0]); r++) {
+		prom_family(f, prom_rows[r].name, prom_rows[r].type,
+		    prom_rows[r].help);
+		for (i = 0; i < n; i++) {
+			prom_be(f, prom_rows[r].name, &v[i], NULL);
+			prom_value(f, &v[i], prom_rows[r].v);
+		}
+	}
+
+	prom_family(f, "routerd_backend_health", "gauge",
+	    "1 for the backend's health state from the prober, 0 for the others.");
+	for (i = 0; i < n; i++)
+		for (st = SHM_HEALTH_UNKNOWN; st <= SHM_HEALTH_DOWN; st++) {
+			snprintf(lbl, sizeof(lbl), "state=\"%s\"",
+			    st == SHM_HEALTH_UP ? "up" :
+			    st == SHM_HEALTH_DOWN ? "down" : "unknown");
+			prom_be(f, "routerd_backend_health", &v[i], lbl);
+			fprintf(f, "%d\n", v[i].health == st);
+		}
+	prom_family(f, "routerd_backend_breaker_state", "gauge",
+	    "1 for the circuit breaker's state, 0 for the others.");
+	for (i = 0; i < n; i++)
+		for (st = SHM_BREAKER_CLOSED; st <= SHM_BREAKER_HALF_OPEN; st++) {
+			snprintf(lbl, sizeof(lbl), "state=\"%s\"",
+			    admin_breaker_name(st));
+			prom_be(f, "routerd_backend_breaker_state", &v[i], lbl);
+			fprintf(f, "%d\n", v[i].breaker == st);
+		}
+
+	prom_family(f, "routerd_backend_response_seconds", "histogram",
+	    "Time from the start of the request to the backend's response head.");
+	for (i = 0; i < n; i++) {
+		cum = 0;
+		for (k = 0; k < SHM_LAT_BUCKETS; k++) {
+			uint64_t le = shm_lat_bucket_le_us(k);
+
+			cum += v[i].t.lat_hist[k];
+			if (le == UINT64_MAX)
+				snprintf(lbl, sizeof(lbl), "le=\"+Inf\"");
+			else
+				snprintf(lbl, sizeof(lbl), "le=\"%g\"",
+				    (double)le / 1e6);
+			prom_be(f, "routerd_backend_response_seconds_bucket",
+			    &v[i], lbl);
+			fprintf(f, "%llu\n", (unsigned long long)cum);
+		}
+		prom_be(f, "routerd_backend_response_seconds_sum", &v[i], NULL);
+		fprintf(f, "%.6f\n", (double)v[i].t.lat_sum_us / 1e6);
+		prom_be(f, "routerd_backend_response_seconds_count", &v[i], NULL);
+		fprintf(f, "%llu\n", (unsigned long long)cum);
+		retries += v[i].t.retries;
+	}
+
+	prom_family(f, "routerd_failovers_total", "counter",
+	    "Retries on another backend after a failed attempt, all backends.");
+	fprintf(f, "routerd_failovers_total %llu\n", (unsigned long long)retries);
+
+	prom_family(f, "routerd_pool_backends", "gauge",
+	    "Backends in the pool.");
+	for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++) {
+		size_t cnt = 0;
+
+		for (i = 0; i < n; i++)
+			cnt += v[i].d.pool == p;
+		fputs("routerd_pool_backends{pool=\"", f);
+		prom_esc(f, w->conf->pools[p].name);
+		fprintf(f, "\"} %zu\n", cnt);
+	}
+	prom_family(f, "routerd_pool_strategy", "gauge",
+	    "1 for the pool's current balancing strategy.");
+	for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++) {
+		fputs("routerd_pool_strategy{pool=\"", f);
+		prom_esc(f, w->conf->pools[p].name);
+		fprintf(f, "\",strategy=\"%s\"} 1\n", conf_strategy_name(
+		    (enum conf_strategy)shm_pool_strategy(h, p)));
+	}
+
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++) {
+		st = atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed);
+		running += st == 1;
+		draining += st == 2;
+	}
+	prom_family(f, "routerd_workers", "gauge",
+	    "Worker processes by state.");
+	fprintf(f, "routerd_workers{state=\"running\"} %u\n", running);
+	fprintf(f, "routerd_workers{state=\"draining\"} %u\n", draining);
+	prom_family(f, "routerd_worker_client_connections", "gauge",
+	    "Client connections open in the worker.");
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
+		if (atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed) != 0)
+			fprintf(f, "routerd_worker_client_connections{worker=\"%u\","
+			    "pid=\"%d\"} %llu\n", k,
+			    (int)atomic_load_explicit(&h->workers[k].pid,
+			    memory_order_relaxed),
+			    (unsigned long long)atomic_load_explicit(
+			    &h->workers[k].conns, memory_order_relaxed));
+	prom_family(f, "routerd_worker_accepted_connections_total", "counter",
+	    "Client connections the worker accepted.");
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
+		if (atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed) != 0)
+			fprintf(f, "routerd_worker_accepted_connections_total{worker=\"%u\","
+			    "pid=\"%d\"} %llu\n", k,
+			    (int)atomic_load_explicit(&h->workers[k].pid,
+			    memory_order_relaxed),
+			    (unsigned long long)atomic_load_explicit(
+			    &h->workers[k].accepted, memory_order_relaxed));
+	prom_family(f, "routerd_backends", "gauge",
+	    "Backends in the shared table.");
+	fprintf(f, "routerd_backends %zu\n", n);
+	prom_family(f, "routerd_table_generation", "gauge",
+	    "Generation of the shared table (bumped by every membership change).");
+	fprintf(f, "routerd_table_generation %llu\n",
+	    (unsigned long long)shm_gen(h));
+	prom_family(f, "routerd_start_time_seconds", "gauge",
+	    "When the shared table was created, seconds since the epoch.");
+	fprintf(f, "routerd_start_time_seconds %.3f\n", (double)h->created_ms / 1e3);
+
+	free(v);
+	if (fclose(f) != 0 || out == NULL) {
+		free(out);
+		return NULL;
+	}
+	*lenp = len;
+	return out;
+}
