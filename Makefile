@@ -52,7 +52,10 @@ FAKEBE_OBJS := $(FAKEBE_SRCS:%.c=$(B)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-PROGS	 = $(B)/routerd $(if $(CTL_SRCS),$(B)/routerctl) $(if $(FAKEBE_SRCS),$(B)/fakebe)
+FAKEREG_SRC := $(wildcard tests/fakereg/fakereg.py)
+
+PROGS	 = $(B)/routerd $(if $(CTL_SRCS),$(B)/routerctl) $(if $(FAKEBE_SRCS),$(B)/fakebe) \
+	   $(if $(FAKEREG_SRC),$(B)/fakereg)
 ifeq ($(BUILD),build)
 PROGS	+= routerd $(if $(CTL_SRCS),routerctl)
 endif
@@ -76,7 +79,7 @@ $(B)/routerd: $(B)/master/main.o $(CORE_OBJS) $(LLHTTP_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/routerctl: $(CTL_OBJS) $(B)/lib/log.o
+$(B)/routerctl: $(CTL_OBJS) $(B)/lib/log.o $(B)/lib/ctlproto.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -84,15 +87,23 @@ $(B)/fakebe: $(FAKEBE_OBJS) $(LLHTTP_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
 
+# The fake service registry is Python 3 (stdlib only): "building" it is a copy.
+$(B)/fakereg: $(FAKEREG_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)cp $< $@.tmp && chmod 755 $@.tmp && mv -f $@.tmp $@
+
 routerd: $(B)/routerd
 	$(Q)cp $< $@.tmp && mv -f $@.tmp $@
 routerctl: $(B)/routerctl
 	$(Q)cp $< $@.tmp && mv -f $@.tmp $@
 
 # A unit suite links only the modules it names in UNIT_LINK_<suite> (default: all of them).
-modobjs = $(patsubst %.c,$(B)/%.o,$(filter-out master/main.c,$(foreach m,$(1),$(wildcard $(m)/*.c))))
+modobjs = $(patsubst %.c,$(B)/%.o,$(filter-out master/main.c ctl/routerctl.c,$(foreach m,$(1),$(wildcard $(m)/*.c))))
 UNIT_LINK_shm	= shm lib
 UNIT_LINK_conf	= conf lib
+UNIT_LINK_ctl	= ctl lib
+UNIT_LINK_breaker	= prober shm conf lib
+UNIT_LINK_prober	= prober shm conf lib
 ALL_MODS	= lib conf shm worker prober syncer master
 
 .SECONDEXPANSION:
@@ -122,7 +133,11 @@ $(B)/bench-select: bench/select.c $(call modobjs,shm lib) $(B)/worker/balance.o 
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: all $(B)/bench-select
+$(B)/bench-registry: bench/registry.c $(CORE_OBJS) $(LLHTTP_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: all $(B)/bench-select $(B)/bench-registry
 	@B=$(B) sh bench/run.sh
 
 install: all

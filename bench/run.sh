@@ -3,6 +3,7 @@
 set -e
 B=${B:-build}
 "$B/bench-select" 1000
+"$B/bench-registry" 10000
 if [ -x ../shared/bench/proxy-bench ]; then
 	../shared/bench/proxy-bench -r ./routerd
 else

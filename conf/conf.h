@@ -131,6 +131,9 @@ struct conf {
 		char			 pool[CONF_NAME_MAX];	/* "llm" */
 		char			 environment[CONF_NAME_MAX];
 		char			 prefix[CONF_PATH_MAX];	/* etcd key prefix */
+		int			 timeout_ms;	/* 10s: a whole pull */
+		size_t			 max_size;	/* 16 MiB: largest answer */
+		char			 type_filter[CONF_NAME_MAX];	/* simple: metadata.type, "" = all */
 	} registry;
 	struct {
 		int	 connect_ms;		/* 5s */

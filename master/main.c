@@ -57,7 +57,7 @@ main(int argc, char *argv[])
 	struct conf_flag *flags;
 	size_t		 nflags = 0, nl = 0, i;
 	int		 ch, test = 0, dump = 0, verbose = 0, foreground = 0;
-	int		 nerr = 0, idx;
+	int		 nerr = 0, idx, rc;
 	const char	*file = NULL;
 	pid_t		 other;
 
@@ -120,6 +120,8 @@ main(int argc, char *argv[])
 	if (m.conf == NULL) {
 		fprintf(stderr, "routerd: %s: %d error%s\n",
 		    file ? file : "<default>", nerr, nerr == 1 ? "" : "s");
+		free(lopts);
+		free(flags);
 		return 1;
 	}
 	if (test || dump) {
@@ -129,6 +131,8 @@ main(int argc, char *argv[])
 			fprintf(stderr, "routerd: configuration %s is ok\n",
 			    file ? file : "<default>");
 		conf_free(m.conf);
+		free(lopts);
+		free(flags);
 		return 0;
 	}
 	if (file == NULL)
@@ -145,6 +149,9 @@ main(int argc, char *argv[])
 			if (errno == EEXIST) {
 				fprintf(stderr, "routerd: already running as pid %d (%s)\n",
 				    (int)other, m.conf->pidfile);
+				conf_free(m.conf);
+				free(lopts);
+				free(flags);
 				return 1;
 			}
 			log_warn("pidfile %s", m.conf->pidfile);
@@ -160,5 +167,8 @@ main(int argc, char *argv[])
 	raise_nofile();
 	setproctitle("master");
 	log_procname("master");
-	return master_main(&m);
+	rc = master_main(&m);
+	free(lopts);
+	free(flags);
+	return rc;
 }

@@ -24,7 +24,7 @@
 #define STOP_GRACE_MS	5000
 
 /* One SO_REUSEPORT socket per worker position, kept for the master's life. */
-static int
+int
 master_bind(const struct conf_addr *a)
 {
 	int	fd, one = 1;
@@ -52,6 +52,17 @@ master_listen(struct master *m)
 	uint32_t	p;
 
 	m->nls = m->conf->nlisten;
+	for (p = 0; p < SHM_WORKERS_MAX; p++)
+		m->afds[p] = -1;
+	if (m->conf->admin.addr.text[0] != '\0') {
+		for (p = 0; p < m->nworkers; p++) {
+			if ((m->afds[p] = master_bind(&m->conf->admin.addr)) == -1) {
+				log_warn("master: admin listener on %s",
+				    m->conf->admin.addr.text);
+				return -1;
+			}
+		}
+	}
 	for (i = 0; i < m->nls; i++) {
 		m->laddr[i] = m->conf->listen[i];
 		for (p = 0; p < m->nworkers; p++) {
@@ -94,6 +105,46 @@ master_child_setup(struct master *m, const char *title)
 	sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
+static void
+master_syncer_io(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct master	*m = (struct master *)((char *)io - offsetof(struct master, syncer_io));
+
+	registry_readable(m, io->fd);
+}
+
+/*
+ * The syncer talks to the master over a SOCK_SEQPACKET pair, made anew
+ * for every syncer process, so a message is never half read.
+ */
+static int
+master_syncer_pair(struct master *m, int *child_fd)
+{
+	int	sv[2];
+
+	if (m->syncer_fd != -1) {
+		ev_del(&m->loop, &m->syncer_io);
+		close(m->syncer_fd);
+		m->syncer_fd = -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("master: socketpair for the syncer");
+		return -1;
+	}
+	m->syncer_fd = sv[0];
+	m->syncer_io.fd = sv[0];
+	m->syncer_io.cb = master_syncer_io;
+	if (ev_add(&m->loop, &m->syncer_io, EPOLLIN) == -1) {
+		log_warn("master: epoll_ctl syncer");
+		close(sv[0]);
+		close(sv[1]);
+		m->syncer_fd = -1;
+		return -1;
+	}
+	*child_fd = sv[1];
+	return 0;
+}
+
 /* Fork a helper role (prober, syncer): it needs no listener. */
 static int
 master_spawn_role(struct master *m, struct mworker *mw)
@@ -101,7 +152,10 @@ master_spawn_role(struct master *m, struct mworker *mw)
 	pid_t	pid;
 	size_t	i;
 	uint32_t p;
+	int	cfd = -1;
 
+	if (mw->role == ROLE_SYNCER && master_syncer_pair(m, &cfd) == -1)
+		return -1;
 	switch (pid = fork()) {
 	case -1:
 		log_warn("master: fork");
@@ -111,9 +165,20 @@ master_spawn_role(struct master *m, struct mworker *mw)
 		for (i = 0; i < m->nls; i++)
 			for (p = 0; p < m->nworkers; p++)
 				close(m->lfds[i][p]);
+		for (p = 0; p < m->nworkers; p++)
+			if (m->afds[p] != -1)
+				close(m->afds[p]);
+		if (m->control_fd != -1)
+			close(m->control_fd);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (mw->role == ROLE_SYNCER) {
+			close(m->syncer_fd);
+			_exit(syncer_main(m->conf, cfd));
+		}
 		_exit(prober_main(m->conf, m->shm));
 	}
+	if (cfd != -1)
+		close(cfd);
 	mw->pid = pid;
 	mw->started_ms = m->loop.now;
 	mw->respawn_at = 0;
@@ -156,8 +221,15 @@ master_spawn(struct master *m, struct mworker *mw)
 				if (p != mw->pos)
 					close(m->lfds[i][p]);
 		}
+		{
+			uint32_t p;
+
+			for (p = 0; p < m->nworkers; p++)
+				if (p != mw->pos && m->afds[p] != -1)
+					close(m->afds[p]);
+		}
 		_exit(worker_main(m->conf, m->shm, mw->stripe, mw->generation,
-		    fds, m->nls, -1));
+		    fds, m->nls, m->afds[mw->pos]));
 	}
 	mw->pid = pid;
 	mw->started_ms = m->loop.now;
@@ -175,6 +247,8 @@ master_child(struct master *m, int i)
 		return &m->w[i];
 	if (i == SHM_WORKERS_MAX)
 		return &m->prober;
+	if (i == SHM_WORKERS_MAX + 1)
+		return &m->syncer;
 	return NULL;
 }
 
@@ -246,7 +320,12 @@ master_reap(struct master *m)
 				strlcpy(what, mw->role == ROLE_PROBER ? "prober" : "syncer",
 				    sizeof(what));
 			mw->pid = 0;
-			if (m->stopping || mw->old)
+			if (mw->old) {
+				/* a drained worker of an older generation: its entry is free */
+				memset(mw, 0, sizeof(*mw));
+				break;
+			}
+			if (m->stopping)
 				break;
 			if (WIFSIGNALED(status))
 				log_warnx("master: %s (pid %d) killed by signal %d",
@@ -277,6 +356,10 @@ master_respawn_due(struct master *m)
 	int		 i;
 
 	for (i = 0; (mw = master_child(m, i)) != NULL; i++) {
+		if (mw->role == ROLE_SYNCER && m->conf->registry.url[0] == '\0') {
+			mw->respawn_at = 0;
+			continue;
+		}
 		if (mw->pid == 0 && mw->respawn_at && mw->respawn_at <= m->loop.now &&
 		    !m->stopping) {
 			if (master_spawn(m, mw) == -1)
@@ -286,6 +369,59 @@ master_respawn_due(struct master *m)
 				    mw->role == ROLE_WORKER ? "worker" : "helper",
 				    mw->pos, (int)mw->pid);
 		}
+	}
+}
+
+/* SIGUSR1, `routerctl log reopen`: every worker reopens its access log. */
+void
+master_log_reopen(struct master *m)
+{
+	size_t	i;
+
+	log_info("master: reopening log files");
+	for (i = 0; i < SHM_WORKERS_MAX; i++)
+		if (m->w[i].pid > 0)
+			kill(m->w[i].pid, SIGUSR1);
+}
+
+void
+master_stop(struct master *m, int drain)
+{
+	if (!drain && m->stopping != 1) {
+		log_info("master: stopping");
+		m->stopping = 1;
+		m->stop_deadline = m->loop.now + STOP_GRACE_MS;
+		master_kill_all(m, SIGTERM);
+	} else if (drain && !m->stopping) {
+		log_info("master: draining, then stopping");
+		m->stopping = 2;
+		m->stop_deadline = m->loop.now +
+		    (uint64_t)m->conf->timeout.drain_ms + STOP_GRACE_MS;
+		master_kill_all(m, SIGQUIT);
+	}
+}
+
+/* Start a worker for every position of the current generation. */
+void
+master_spawn_generation(struct master *m)
+{
+	uint32_t	pos;
+	size_t		i;
+
+	for (pos = 0; pos < m->nworkers; pos++) {
+		for (i = 0; i < SHM_WORKERS_MAX; i++)
+			if (m->w[i].pid == 0 && !m->w[i].old && !m->w[i].respawn_at &&
+			    !m->w[i].inuse)
+				break;
+		if (i == SHM_WORKERS_MAX)
+			return;
+		memset(&m->w[i], 0, sizeof(m->w[i]));
+		m->w[i].inuse = 1;
+		m->w[i].role = ROLE_WORKER;
+		m->w[i].pos = pos;
+		m->w[i].generation = m->generation;
+		if (master_spawn(m, &m->w[i]) == -1)
+			m->w[i].respawn_at = m->loop.now + RESPAWN_MIN_MS;
 	}
 }
 
@@ -307,28 +443,20 @@ master_signal(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 			break;
 		case SIGTERM:
 		case SIGINT:
-			if (m->stopping != 1) {
-				log_info("master: stopping");
-				m->stopping = 1;
-				m->stop_deadline = m->loop.now + STOP_GRACE_MS;
-				master_kill_all(m, SIGTERM);
-			}
+			master_stop(m, 0);
 			break;
 		case SIGQUIT:
-			if (!m->stopping) {
-				log_info("master: draining, then stopping");
-				m->stopping = 2;
-				m->stop_deadline = m->loop.now +
-				    (uint64_t)m->conf->timeout.drain_ms + STOP_GRACE_MS;
-				master_kill_all(m, SIGQUIT);
-			}
+			master_stop(m, 1);
 			break;
-		case SIGHUP:
-			log_warnx("master: SIGHUP: reload is not in this build yet; "
-			    "configuration unchanged");
+		case SIGHUP: {
+			char	err[4096];
+
+			log_info("master: SIGHUP: reloading");
+			master_reload(m, err, sizeof(err));
 			break;
+		}
 		case SIGUSR1:
-			log_info("master: SIGUSR1: no log files to reopen");
+			master_log_reopen(m);
 			break;
 		}
 	}
@@ -344,7 +472,6 @@ master_main(struct master *m)
 {
 	sigset_t	mask;
 	struct msig	sig;
-	uint32_t	i;
 
 	m->nworkers = (uint32_t)m->conf->workers;
 	if (m->nworkers < 1)
@@ -360,6 +487,10 @@ master_main(struct master *m)
 		return 1;
 	if (master_listen(m) == -1)
 		return 1;
+	m->syncer_fd = -1;
+	m->control_fd = -1;
+	if (m->conf->control.socket[0] != '\0' && control_init(m) == -1)
+		log_warnx("master: no control socket; routerctl will not reach this routerd");
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -377,17 +508,13 @@ master_main(struct master *m)
 	ev_add(&m->loop, &sig.io, EPOLLIN);
 
 	m->generation = 1;
-	for (i = 0; i < m->nworkers; i++) {
-		m->w[i].pos = i;
-		m->w[i].generation = m->generation;
-		m->w[i].pid = 0;
-	}
-	for (i = 0; i < m->nworkers; i++)
-		if (master_spawn(m, &m->w[i]) == -1)
-			m->w[i].respawn_at = m->loop.now + RESPAWN_MIN_MS;
+	master_spawn_generation(m);
 	m->prober.role = ROLE_PROBER;
 	if (master_spawn(m, &m->prober) == -1)
 		m->prober.respawn_at = m->loop.now + RESPAWN_MIN_MS;
+	m->syncer.role = ROLE_SYNCER;
+	if (m->conf->registry.url[0] != '\0' && master_spawn(m, &m->syncer) == -1)
+		m->syncer.respawn_at = m->loop.now + RESPAWN_MIN_MS;
 	log_info("master: %u workers, listening on %s%s", m->nworkers,
 	    m->laddr[0].text, m->nls > 1 ? " and more" : "");
 
@@ -396,6 +523,7 @@ master_main(struct master *m)
 			fatal("master: epoll_wait");
 		master_reap(m);
 		master_respawn_due(m);
+		master_reload_check(m);
 		if (m->stopping) {
 			if (master_nchildren(m) == 0)
 				break;
@@ -406,8 +534,16 @@ master_main(struct master *m)
 			}
 		}
 	}
+	control_close(m);
 	if (m->pfh != NULL)
 		pidfile_remove(m->pfh);
 	log_info("master: stopped");
+	/* give everything back, so that leak checkers see only real leaks */
+	if (m->syncer_fd != -1)
+		close(m->syncer_fd);
+	ev_close(&m->loop);
+	shm_destroy(m->shm);
+	conf_free(m->conf);
+	m->conf = NULL;
 	return 0;
 }

@@ -26,6 +26,8 @@ struct mworker {
 	uint64_t	 respawn_at;	/* monotonic ms; 0: no respawn pending */
 	uint64_t	 backoff_ms;
 	int		 old;		/* of a previous generation, draining */
+	int		 inuse;		/* entry belongs to a worker of some generation */
+	int		 told;		/* old, and sent SIGQUIT */
 };
 
 struct master {
@@ -38,6 +40,7 @@ struct master {
 	struct shm_hdr	*shm;
 	struct ev_loop	 loop;
 	int		 lfds[CONF_LISTEN_MAX][SHM_WORKERS_MAX];
+	int		 afds[SHM_WORKERS_MAX];	/* admin API listener per position, -1 */
 	struct conf_addr laddr[CONF_LISTEN_MAX];
 	size_t		 nls;
 	uint32_t	 nworkers;
@@ -52,6 +55,7 @@ struct master {
 	int		 stopping;	/* 1: SIGTERM sent, 2: draining (SIGQUIT) */
 	uint64_t	 stop_deadline;
 	struct pidfh	*pfh;
+	uint64_t	 reload_deadline;
 };
 
 int	 master_main(struct master *);
@@ -66,11 +70,24 @@ int	 master_main(struct master *);
  * descriptor writes.
  */
 int	 master_reload(struct master *, char *err, size_t errlen);
+void	 master_reload_check(struct master *);
+/* master.c, for reload.c */
+int	 master_bind(const struct conf_addr *);
+void	 master_spawn_generation(struct master *);
 void	 master_stop(struct master *, int drain);
+void	 master_log_reopen(struct master *);
 
 /* master/control.c: the control socket (routerctl).  init: 0 or -1 (logged). */
 int	 control_init(struct master *);
 void	 control_close(struct master *);
+
+/*
+ * control_event() sends one event to every `routerctl monitor`: type is
+ * a word ("reload", "registry"), the rest a printf-style message.  Master
+ * only; never blocks; a no-op while nobody monitors.
+ */
+void	 control_event(struct master *, const char *type, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
 
 /*
  * master/registry.c: applies the wanted backend set the syncer sends over

@@ -5,6 +5,10 @@ PKGS="build-essential pkg-config node-llhttp libssl-dev libbsd-dev libyaml-dev \
 libjansson-dev libcriterion-dev python3 curl mandoc"
 # Tools the integration tests and benchmarks drive.
 PKGS="$PKGS nginx-light haproxy wrk varnish apache2-utils"
+# A real etcd for the registry tests (etcd v3 JSON gateway).
+PKGS="$PKGS etcd-server etcd-client"
+# Two independent Prometheus text parsers for the /metrics test: promtool and prometheus_client.
+PKGS="$PKGS prometheus python3-prometheus-client"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <bsd/string.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -21,12 +22,16 @@
  * - a success is an attempt answered with a status below 500: 4xx are the
  *   client's errors, delivered as the backend meant them;
  * - a failure is an attempt answered 5xx or that got no answer at all
- *   (connect error, reset, timeout, bad response).
+ *   (connect error, reset, timeout, bad response): the counters' fails,
+ *   which the worker bumps for both.
  */
 
 #define ADMIN_RATE_WINDOW_MS	10000
 
-/* Per worker process: the requests-per-second sampler, started by the first admin request. */
+/*
+ * Per worker process: the requests-per-second sampler, started by the first
+ * admin request.
+ */
 static struct {
 	struct admin_rate	 rate;
 	struct ev_timer		 tick;
@@ -135,7 +140,10 @@ admin_snapshot(struct worker *w, size_t *np)
 		    memory_order_relaxed);
 		b->breaker_change_ms = atomic_load_explicit(&s->breaker_change_ms,
 		    memory_order_relaxed);
-		/* a pool past this worker's config (a newer table) has no name here */
+		/*
+		 * a pool past this worker's config (a newer table) has no name
+		 * here
+		 */
 		b->pool = b->d.pool < w->conf->npools ?
 		    w->conf->pools[b->d.pool].name : NULL;
 		n++;
@@ -144,7 +152,10 @@ admin_snapshot(struct worker *w, size_t *np)
 	return v;
 }
 
-/* The pool the top-level answers speak for: "default" if there is one, else the first. */
+/*
+ * The pool the top-level answers speak for: "default" if there is one, else the
+ * first.
+ */
 static uint32_t
 admin_default_pool(struct worker *w)
 {
@@ -161,7 +172,10 @@ be_pool(const struct admin_be *b)
 	return b->pool != NULL ? b->pool : "(unknown)";
 }
 
-/* Attempts of every slot over every stripe: the sampler's and the rate's common base. */
+/*
+ * Attempts of every slot over every stripe: the sampler's and the rate's common
+ * base.
+ */
 static uint64_t
 admin_total_attempts(struct worker *w)
 {
@@ -345,7 +359,7 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 
 		attempts += t->requests;
 		ok += t->status[1] + t->status[2] + t->status[3] + t->status[4];
-		failed += t->status[5] + t->fails;
+		failed += t->fails;	/* 5xx answers are counted there too */
 		answered += t->status[0] + t->status[1] + t->status[2] +
 		    t->status[3] + t->status[4] + t->status[5];
 		lat += t->lat_sum_us;
@@ -365,7 +379,10 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 	now_total = admin_total_attempts(w);
 	rps = admin_rate_get(&admin_st.rate, now_ms, now_total, &window_ms);
 	if (rps < 0.0) {
-		/* no sample a second old yet: the average since the table was made */
+		/*
+		 * no sample a second old yet: the average since the table was
+		 * made
+		 */
 		uint64_t up = shm_now_ms() - w->shm->created_ms;
 
 		window_ms = up;
@@ -698,7 +715,8 @@ admin_write(struct buf *out, struct admin_resp *r, int head)
 	int		 n;
 
 	if (r->json != NULL) {
-		body = json_dumps(r->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		body = json_dumps(r->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+		    JSON_REAL_PRECISION(12));
 		json_decref(r->json);
 		r->json = NULL;
 		if (body == NULL) {
@@ -725,7 +743,8 @@ admin_write(struct buf *out, struct admin_resp *r, int head)
 	    "%s%s%s"
 	    "%s"
 	    "\r\n",
-	    r->status, reply_reason(r->status), ctype, blen + nl,
+	    r->status, r->status == 409 ? "Conflict" : reply_reason(r->status),
+	    ctype, blen + nl,
 	    r->allow ? "Allow: " : "", r->allow ? r->allow : "",
 	    r->allow ? "\r\n" : "",
 	    r->www_auth ? "WWW-Authenticate: Bearer realm=\"routerd\"\r\n" : "");
@@ -750,7 +769,10 @@ admin_write(struct buf *out, struct admin_resp *r, int head)
 	return 0;
 }
 
-/* 1: the bearer token matches; 0: missing or wrong; -1: writes are off (no token set). */
+/*
+ * 1: the bearer token matches; 0: missing or wrong; -1: writes are off (no
+ * token set).
+ */
 static int
 admin_authorized(struct worker *w, const char *auth)
 {
@@ -878,7 +900,9 @@ h_prom(struct worker *w, struct client *c, const struct admin_req *q,
 	return 0;
 }
 
-/* The endpoints.  GET rows answer HEAD too; write rows need the bearer token. */
+/*
+ * The endpoints. GET rows answer HEAD too; write rows need the bearer token.
+ */
 static const struct admin_route {
 	const char	*path;
 	const char	*method;
@@ -941,7 +965,10 @@ admin_handle(struct worker *w, struct client *c, const struct admin_req *q,
 	} else if ((rc = rt->fn(w, c, q, &r)) == 1)
 		return 1;
 	if (admin_write(out, &r, head) == -1) {
-		/* could not grow: a short answer always fits a fresh 32 KiB buffer */
+		/*
+		 * could not grow: a short answer always fits a fresh 32 KiB
+		 * buffer
+		 */
 		struct admin_resp e;
 
 		memset(&e, 0, sizeof(e));

@@ -139,8 +139,10 @@ char	*metrics_prom(struct worker *, size_t *lenp);
  * and restores the worker's view at once; drill_busy() is 1 while one
  * runs in this worker.
  */
-int	 drill_failover(struct worker *, struct client *, json_t *body, struct admin_resp *);
-int	 drill_breaker(struct worker *, struct client *, json_t *body, struct admin_resp *);
+int	 drill_failover(struct worker *, struct client *, json_t *body,
+	    struct admin_resp *);
+int	 drill_breaker(struct worker *, struct client *, json_t *body,
+	    struct admin_resp *);
 void	 drill_abort(struct client *);
 int	 drill_busy(void);
 

@@ -13,17 +13,20 @@
 #include <bsd/string.h>
 
 #include "lib/log.h"
+#include "worker/admin.h"
 #include "worker/http.h"
 #include "worker/worker.h"
 
 #define FWD_MARGIN	64	/* room kept in fwd for chunk framing of a parse step */
 #define LINGER_MS	2000	/* how long a closing connection may drain its input */
+#define ADMIN_BODY_MAX	(64 * 1024)	/* admin API request bodies */
 
 static void	client_timeout(struct ev_loop *, struct ev_timer *);
 static void	client_io(struct ev_loop *, struct ev_io *, uint32_t);
 static void	client_start(struct client *);
 static void	client_finish(struct client *);
 static void	client_unqueue(struct client *);
+static void	client_admin_start(struct client *);
 
 static struct client *
 client_of_parser(llhttp_t *p)
@@ -68,6 +71,11 @@ req_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct client	*c = client_of_parser(p);
 
+	if (c->trailers) {
+		/* trailer fields are dropped, but must still be well formed */
+		return http_is_token(at, len) ? 0 : client_fail(c, 400);
+	}
+
 	if (head_field(&c->h, c->in.data, at, len,
 	    c->w->conf->limits.header_count) == -1)
 		return client_fail(c, 431);
@@ -87,6 +95,12 @@ static int
 req_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct client	*c = client_of_parser(p);
+
+	if (c->trailers) {
+		if (memchr(at, '\r', len) || memchr(at, '\n', len) || memchr(at, '\0', len))
+			return client_fail(c, 400);
+		return 0;
+	}
 
 	head_value(&c->h, c->in.data, at, len);
 	if (c->h.bytes > c->w->conf->limits.header_size)
@@ -143,13 +157,14 @@ req_host_ok(const char *p, size_t n)
 static int
 req_check_te(struct client *c)
 {
-	int	 i, chunked = 0, other = 0, last_chunked = 0;
+	int	 i, chunked = 0, other = 0, last_chunked = 0, fields = 0;
 
 	for (i = 0; i < c->h.n; i++) {
 		const char	*p, *end;
 
 		if (!span_ieq(c->in.data, c->h.f[i].name, "transfer-encoding"))
 			continue;
+		fields++;
 		p = c->in.data + c->h.f[i].value.off;
 		end = p + c->h.f[i].value.len;
 		while (p < end) {
@@ -176,8 +191,10 @@ req_check_te(struct client *c)
 			p = q;
 		}
 	}
-	if (chunked == 0 && other == 0)
+	if (fields == 0)
 		return 0;
+	if (chunked == 0 && other == 0)
+		return 400;		/* a Transfer-Encoding field with no coding */
 	if (chunked > 1 || !last_chunked)
 		return 400;
 	if (other)
@@ -193,16 +210,19 @@ req_check_cl(struct client *c)
 
 	for (i = 0; i < c->h.n; i++) {
 		const char	*v;
-		uint32_t	 k;
+		uint32_t	 k, len;
 
 		if (!span_ieq(c->in.data, c->h.f[i].name, "content-length"))
 			continue;
 		if (++n > 1)
 			return 0;
 		v = c->in.data + c->h.f[i].value.off;
-		if (c->h.f[i].value.len == 0 || c->h.f[i].value.len > 19)
+		len = c->h.f[i].value.len;
+		while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+			len--;		/* OWS after the value is not part of it */
+		if (len == 0 || len > 19)
 			return 0;
-		for (k = 0; k < c->h.f[i].value.len; k++)
+		for (k = 0; k < len; k++)
 			if (v[k] < '0' || v[k] > '9')
 				return 0;
 	}
@@ -271,6 +291,54 @@ req_route(struct client *c, const char *path, size_t plen, struct span host)
 }
 
 /*
+ * An admin API request: keep method, path, query and Authorization as
+ * NUL-terminated strings at the front of fwd; the body (at most
+ * ADMIN_BODY_MAX) follows them.  Same return convention as the caller.
+ */
+static int
+req_admin_head(struct client *c, llhttp_t *p, const char *path, size_t plen)
+{
+	const char	*base = c->in.data, *q;
+	struct span	 auth;
+	struct buf	*f;
+	size_t		 need;
+	int		 na;
+
+	if (c->fwd.data == NULL && (c->fwd.data = worker_fwd_get(c->w)) == NULL)
+		return client_fail(c, 503);
+	f = &c->fwd;
+	f->cap = c->w->fwdsz;
+	buf_reset(f);
+	na = req_find(c, "authorization", &auth);
+	need = plen + 64 + (na == 1 ? auth.len : 0);
+	if (need + ADMIN_BODY_MAX > f->cap)
+		return client_fail(c, 431);
+	q = memchr(path, '?', plen);
+	c->adm_method = (uint32_t)f->wpos;
+	buf_puts(f, llhttp_method_name((llhttp_method_t)p->method));
+	buf_put(f, "", 1);
+	c->adm_path = (uint32_t)f->wpos;
+	buf_put(f, path, q ? (size_t)(q - path) : plen);
+	buf_put(f, "", 1);
+	c->adm_query = (uint32_t)f->wpos;
+	if (q != NULL)
+		buf_put(f, q + 1, plen - (size_t)(q - path) - 1);
+	buf_put(f, "", 1);
+	c->adm_auth = (uint32_t)f->wpos;
+	if (na == 1)
+		buf_put(f, base + auth.off, auth.len);
+	buf_put(f, "", 1);
+	c->adm_auth = na == 1 ? c->adm_auth : UINT32_MAX;
+	c->adm_body = (uint32_t)f->wpos;
+	c->fwd_whole = 1;
+	c->body_len = 0;
+	c->close_after = !llhttp_should_keep_alive(p);
+	c->pool = -1;
+	c->phase = CP_BODY;
+	return c->req_body == BODY_NONE ? 0 : HPE_PAUSED;
+}
+
+/*
  * The request head is complete: validate it against DESIGN.md's table,
  * choose the pool and write the upstream head into fwd.  Returns 0 to
  * pause the parser (the caller attaches a backend), -1 with c->status set.
@@ -284,11 +352,28 @@ req_on_headers_complete(llhttp_t *p)
 	struct span		 host = { 0, 0 }, v, target = c->h.first;
 	const char		*path;
 	size_t			 plen, lastend, k;
-	int			 i, r, nhost;
+	int			 i, r, nhost, abs_slash = 0;
 	struct buf		*f;
 	char			 tmp[32];
 
 	c->http10 = p->http_major == 1 && p->http_minor == 0;
+	if (c->w->alog_fd != -1) {
+		/* the request line for the access log: the head's bytes are reused later */
+		size_t	ml, ul = c->h.first.len;
+		const char *mn = llhttp_method_name((llhttp_method_t)p->method);
+
+		ml = strlen(mn);
+		if (ml + 1 + ul >= sizeof(c->logreq))
+			ul = sizeof(c->logreq) - ml - 2;
+		memcpy(c->logreq, mn, ml);
+		c->logreq[ml] = ' ';
+		memcpy(c->logreq + ml + 1, c->in.data + c->h.first.off, ul);
+		c->logreq[ml + 1 + ul] = '\0';
+		/* quotes and controls would break the line's fields */
+		for (ml = 0; c->logreq[ml]; ml++)
+			if (c->logreq[ml] == '"' || (unsigned char)c->logreq[ml] < 0x20)
+				c->logreq[ml] = '?';
+	}
 	if (p->http_major != 1 || p->http_minor > 1)
 		return client_fail(c, p->http_major == 2 ? 505 : 400);
 	c->is_head = p->method == HTTP_HEAD;
@@ -327,8 +412,15 @@ req_on_headers_complete(llhttp_t *p)
 		return client_fail(c, r);
 	if (!req_check_cl(c))
 		return client_fail(c, 400);
-	if ((p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH))
+	if ((p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) && (p->flags & F_CONTENT_LENGTH))
 		return client_fail(c, 400);
+	{
+		struct span te;
+
+		if (req_find(c, "transfer-encoding", &te) != 0 &&
+		    req_find(c, "content-length", &te) != 0)
+			return client_fail(c, 400);
+	}
 	if (p->flags & F_CHUNKED)
 		c->req_body = BODY_CHUNKED;
 	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
@@ -349,6 +441,13 @@ req_on_headers_complete(llhttp_t *p)
 	/* request target: origin-form, absolute-form, or * for OPTIONS */
 	path = base + target.off;
 	plen = target.len;
+	for (k = 0; k < plen; k++) {
+		unsigned char ch = (unsigned char)path[k];
+
+		/* no fragment, no 8-bit, no controls: RFC 9112 3.2 */
+		if (ch <= 0x20 || ch >= 0x7f || ch == '#')
+			return client_fail(c, 400);
+	}
 	if (plen > 0 && path[0] == '/') {
 		/* origin-form */
 	} else if (plen == 1 && path[0] == '*' && p->method == HTTP_OPTIONS) {
@@ -356,10 +455,10 @@ req_on_headers_complete(llhttp_t *p)
 	} else if (plen > 7 && (strncasecmp(path, "http://", 7) == 0 ||
 	    (plen > 8 && strncasecmp(path, "https://", 8) == 0))) {
 		const char *a = path + (path[4] == ':' ? 7 : 8), *e = path + plen;
-		const char *s = memchr(a, '/', (size_t)(e - a));
+		const char *s = a;
 
-		if (s == NULL)
-			s = e;
+		while (s < e && *s != '/' && *s != '?')
+			s++;
 		if (s == a || !req_host_ok(a, (size_t)(s - a)) ||
 		    memchr(a, '@', (size_t)(s - a)) != NULL)
 			return client_fail(c, 400);
@@ -368,6 +467,8 @@ req_on_headers_complete(llhttp_t *p)
 		nhost = 2;		/* authority replaces any Host field */
 		path = s;
 		plen = (size_t)(e - s);
+		if (plen == 0 || path[0] == '?')
+			abs_slash = 1;	/* "http://h" and "http://h?q" mean "/" and "/?q" */
 	} else
 		return client_fail(c, 400);
 
@@ -380,8 +481,19 @@ req_on_headers_complete(llhttp_t *p)
 			c->expect_100 = 1;
 	}
 
+	if (c->admin)
+		return req_admin_head(c, p, path, plen);
+
 	/* the pool; no route is answered once the request is read (keep-alive stays) */
-	c->pool = req_route(c, path, plen, host);
+	if (abs_slash) {
+		char	rp[CONF_PATH_MAX];
+		size_t	rl = plen < sizeof(rp) - 1 ? plen : sizeof(rp) - 2;
+
+		rp[0] = '/';
+		memcpy(rp + 1, path, rl);
+		c->pool = req_route(c, rp, rl + 1, host);
+	} else
+		c->pool = req_route(c, path, plen, host);
 
 	/* X-Request-Id: keep a sane one, else make ours */
 	c->rid[0] = '\0';
@@ -409,6 +521,8 @@ req_on_headers_complete(llhttp_t *p)
 		return client_fail(c, 431);
 	buf_puts(f, llhttp_method_name((llhttp_method_t)p->method));
 	buf_put(f, " ", 1);
+	if (abs_slash)
+		buf_put(f, "/", 1);
 	buf_put(f, path, plen);
 	buf_puts(f, " HTTP/1.1\r\nHost: ");
 	if (nhost > 0)
@@ -486,7 +600,31 @@ req_on_body(llhttp_t *p, const char *at, size_t len)
 	c->body_len += len;
 	if (c->w->conf->limits.body && c->body_len > c->w->conf->limits.body)
 		return client_fail(c, 413);
+	if (c->admin && c->body_len > ADMIN_BODY_MAX)
+		return client_fail(c, 413);
 	buf_put(&c->fwd, at, len);
+	return 0;
+}
+
+static int
+req_on_chunk_extension_name(llhttp_t *p, const char *at, size_t len)
+{
+	struct client	*c = client_of_parser(p);
+
+	if (!http_is_token(at, len))
+		return client_fail(c, 400);
+	c->ext_len += (uint32_t)len;
+	return 0;
+}
+
+static int
+req_on_chunk_extension_name_complete(llhttp_t *p)
+{
+	struct client	*c = client_of_parser(p);
+
+	if (c->ext_len == 0)
+		return client_fail(c, 400);	/* ";=value": an extension without a name */
+	c->ext_len = 0;
 	return 0;
 }
 
@@ -495,7 +633,16 @@ req_on_chunk_header(llhttp_t *p)
 {
 	struct client	*c = client_of_parser(p);
 
-	if (p->content_length > 0) {
+	if (p->content_length == 0 && !c->trailers) {
+		/*
+		 * The last chunk: stop here, so that the trailer section's bytes
+		 * (which llhttp 8 parses leniently) can be checked as they come.
+		 */
+		c->trailers = 1;
+		c->trailer_prev = '\n';	/* "0\r\n" ended a line */
+		return HPE_PAUSED;
+	}
+	if (p->content_length > 0 && !c->admin) {
 		c->fwd.wpos += http_chunk_header(c->fwd.data + c->fwd.wpos,
 		    p->content_length);
 		c->chunk_open = 1;
@@ -521,7 +668,7 @@ req_on_message_complete(llhttp_t *p)
 {
 	struct client	*c = client_of_parser(p);
 
-	if (c->req_body == BODY_CHUNKED)
+	if (c->req_body == BODY_CHUNKED && !c->admin)
 		buf_puts(&c->fwd, "0\r\n\r\n");
 	c->msg_done = 1;
 	if (c->phase == CP_BODY)
@@ -542,6 +689,8 @@ client_settings(llhttp_settings_t *s)
 	s->on_headers_complete = req_on_headers_complete;
 	s->on_body = req_on_body;
 	s->on_chunk_header = req_on_chunk_header;
+	s->on_chunk_extension_name = req_on_chunk_extension_name;
+	s->on_chunk_extension_name_complete = req_on_chunk_extension_name_complete;
 	s->on_chunk_complete = req_on_chunk_complete;
 	s->on_message_complete = req_on_message_complete;
 }
@@ -565,7 +714,8 @@ client_parse_status(struct client *c, llhttp_errno_t err)
 }
 
 void
-client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss)
+client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss,
+    int admin)
 {
 	struct client	*c;
 	int		 one = 1;
@@ -576,6 +726,7 @@ client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;
+	c->admin = admin != 0;
 	c->io.fd = fd;
 	c->io.cb = client_io;
 	c->slot = -1;
@@ -614,10 +765,8 @@ client_release_bufs(struct client *c)
 		worker_buf_put(c->w, c->in.data);
 		memset(&c->in, 0, sizeof(c->in));
 	}
-	if (c->out.data != NULL && buf_len(&c->out) == 0) {
-		worker_buf_put(c->w, c->out.data);
-		memset(&c->out, 0, sizeof(c->out));
-	}
+	if (c->out.data != NULL && buf_len(&c->out) == 0)
+		worker_buf_release(c->w, &c->out);
 	if (c->fwd.data != NULL) {
 		worker_fwd_put(c->w, c->fwd.data);
 		memset(&c->fwd, 0, sizeof(c->fwd));
@@ -632,6 +781,13 @@ client_close(struct client *c)
 	if (c->closed)
 		return;
 	c->closed = 1;
+	if (c->t_start != 0 && c->phase != CP_IDLE && c->phase != CP_LINGER &&
+	    !c->resp_done)
+		accesslog_request(c);	/* ended early: status says how far it got */
+	if (c->admin_pending) {
+		c->admin_pending = 0;
+		admin_abort(c);
+	}
 	if (c->phase == CP_WAIT)
 		client_unqueue(c);
 	if (c->up != NULL)
@@ -641,11 +797,10 @@ client_close(struct client *c)
 	close(c->io.fd);
 	if (c->in.data)
 		worker_buf_put(w, c->in.data);
-	if (c->out.data)
-		worker_buf_put(w, c->out.data);
+	worker_buf_release(w, &c->out);
 	if (c->fwd.data)
 		worker_fwd_put(w, c->fwd.data);
-	c->in.data = c->out.data = c->fwd.data = NULL;
+	c->in.data = c->fwd.data = NULL;
 	TAILQ_REMOVE(&w->clients, c, entry);
 	w->nclients--;
 	atomic_store_explicit(&w->shm->workers[w->index].conns, w->nclients,
@@ -728,6 +883,30 @@ client_status_msg(int status)
 	}
 }
 
+/*
+ * The trailer section's bytes, which llhttp 8 parses leniently: a CR not
+ * followed by LF, an LF not preceded by CR, or a line that starts with
+ * SP/HTAB (obs-fold) makes the request bad.  The last byte is carried
+ * over, since the section may come in several reads.
+ */
+static int
+req_trailer_bad(struct client *c, const char *p, size_t n)
+{
+	char	prev = c->trailer_prev;
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		char b = p[i];
+
+		if ((b == '\n' && prev != '\r') || (prev == '\r' && b != '\n') ||
+		    (prev == '\n' && (b == ' ' || b == '\t')))
+			return 1;
+		prev = b;
+	}
+	c->trailer_prev = prev;
+	return 0;
+}
+
 /* Feed buffered request bytes to llhttp.  Returns 1 on progress, 0 on none, -1 if c was closed. */
 static int
 client_parse(struct client *c)
@@ -735,6 +914,7 @@ client_parse(struct client *c)
 	const char	*p;
 	size_t		 n;
 	llhttp_errno_t	 err;
+	int		 trailers;
 
 	if (c->msg_done || c->phase >= CP_REPLY || c->phase == CP_WAIT ||
 	    buf_len(&c->in) == 0)
@@ -759,12 +939,27 @@ client_parse(struct client *c)
 			n = c->fwd.cap - c->fwd.wpos - FWD_MARGIN;
 	}
 	p = c->in.data + c->in.rpos;
+	trailers = c->trailers;
 	err = llhttp_execute(&c->parser, p, n);
-	if (err == HPE_OK) {
-		c->in.rpos += n;
-	} else if (err == HPE_PAUSED) {
-		c->in.rpos += (size_t)(llhttp_get_error_pos(&c->parser) - p);
-		llhttp_resume(&c->parser);
+	if (err == HPE_OK || err == HPE_PAUSED) {
+		size_t used = err == HPE_OK ? n :
+		    (size_t)(llhttp_get_error_pos(&c->parser) - p);
+
+		/* the trailer section: bare CR or LF, which llhttp 8 lets through */
+		if (trailers && used > 0 && req_trailer_bad(c, p, used)) {
+			c->msg_done = 0;
+			client_reply(c, 400, client_status_msg(400));
+			return c->closed ? -1 : 1;
+		}
+		/* "GET /x" alone on a line: HTTP/0.9, which we do not speak */
+		if (c->phase == CP_HEAD && c->parser.http_major == 0 &&
+		    c->parser.http_minor == 9) {
+			client_reply(c, 400, "HTTP/0.9 is not supported");
+			return c->closed ? -1 : 1;
+		}
+		c->in.rpos += used;
+		if (err == HPE_PAUSED)
+			llhttp_resume(&c->parser);
 	} else {
 		int st = client_parse_status(c, err);
 
@@ -777,7 +972,9 @@ client_parse(struct client *c)
 	if ((c->phase == CP_BODY || c->phase == CP_SENT) && !c->started) {
 		c->started = 1;
 		client_start(c);
-	}
+	} else if (c->admin && c->msg_done && !c->resp_done && !c->admin_pending &&
+	    c->phase != CP_REPLY && !c->closed)
+		client_admin_start(c);	/* an admin body finished arriving */
 	if (c->closed)
 		return -1;
 	/* the head buffer may be recycled once the head is converted */
@@ -894,11 +1091,58 @@ client_no_backend(struct client *c)
 		ev_timer_after(&w->loop, &w->queue_timer, 20);
 }
 
+/* Hand a whole admin request to worker/admin.c. */
+static void
+client_admin_start(struct client *c)
+{
+	struct admin_req	 r;
+	const char		*f = c->fwd.data;
+	int			 rc;
+
+	if (!c->msg_done)
+		return;		/* its body is still coming: started again at message end */
+	if (c->out.data == NULL && (c->out.data = worker_buf_get(c->w)) == NULL) {
+		client_close(c);
+		return;
+	}
+	c->out.cap = WORKER_BUFSZ;
+	r.method = f + c->adm_method;
+	r.path = f + c->adm_path;
+	r.query = f + c->adm_query;
+	r.auth = c->adm_auth == UINT32_MAX ? NULL : f + c->adm_auth;
+	r.body = f + c->adm_body;
+	r.bodylen = c->fwd.wpos - c->adm_body;
+	rc = admin_handle(c->w, c, &r, &c->out);
+	if (rc == 1) {
+		c->admin_pending = 1;
+		c->phase = CP_SENT;
+		return;
+	}
+	c->phase = CP_SENT;
+	c->head_sent = 1;
+	c->resp_done = 1;
+}
+
+void
+client_admin_done(struct client *c)
+{
+	c->admin_pending = 0;
+	c->head_sent = 1;
+	c->resp_done = 1;
+	client_drive(c);
+}
+
 /* The head is parsed: pick a backend and attach a connection. */
 static void
 client_start(struct client *c)
 {
 	struct worker	*w = c->w;
+
+	if (c->admin) {
+		c->t_start = w->loop.now;
+		client_admin_start(c);
+		return;
+	}
 
 	c->t_start = w->loop.now;
 	c->breq.nexclude = 0;
@@ -969,9 +1213,9 @@ client_read(struct client *c)
 		c->rd_ready = 0;
 		return 0;
 	}
-	c->eof = 1;
-	c->rd_ready = 0;
-	return 1;
+	/* a reset, not a half-close: nothing we send can arrive any more */
+	client_close(c);
+	return -1;
 }
 
 static int
@@ -1008,6 +1252,7 @@ client_finish(struct client *c)
 	struct worker	*w = c->w;
 	int		 keep;
 
+	accesslog_request(c);
 	if (c->phase == CP_REPLY)
 		keep = !c->resp_close;
 	else
@@ -1025,13 +1270,16 @@ client_finish(struct client *c)
 	/* ready for the next request on this connection */
 	c->phase = CP_IDLE;
 	c->msg_done = c->resp_started = c->resp_done = c->head_sent = 0;
-	c->started = c->chunk_open = 0;
+	c->started = c->chunk_open = c->trailers = 0;
+	c->trailer_prev = '\n';
+	c->ext_len = 0;
 	c->resp_close = c->close_after = c->expect_100 = 0;
 	c->slot = -1;
 	c->attempts = 0;
 	c->status = 0;
 	c->t_start = 0;
 	c->bytes_out = 0;
+	c->logreq[0] = '\0';
 	c->req_body = BODY_NONE;
 	buf_compact(&c->in);
 	client_release_bufs(c);

@@ -43,7 +43,9 @@ prom_be(FILE *f, const char *name, const struct admin_be *b, const char *extra)
 	fputs("} ", f);
 }
 
-/* One counter or gauge per backend, value picked by off into struct admin_be. */
+/*
+ * One counter or gauge per backend, value picked by off into struct admin_be.
+ */
 enum prom_val {
 	PV_REQUESTS, PV_FAILS, PV_RETRIES, PV_INFLIGHT, PV_BYTES_IN,
 	PV_BYTES_OUT, PV_CONNS, PV_CONSEC, PV_OPENS, PV_WEIGHT, PV_EWMA
@@ -58,7 +60,8 @@ static const struct prom_row {
 	{ "routerd_backend_requests_total", "counter", PV_REQUESTS,
 	  "Attempts sent to the backend (a retry is a second attempt)." },
 	{ "routerd_backend_failures_total", "counter", PV_FAILS,
-	  "Attempts without a usable answer: connect errors, resets, timeouts, bad responses." },
+	  "Failed attempts: 5xx answers, connect errors, resets, timeouts, "
+	  "bad responses." },
 	{ "routerd_backend_retries_total", "counter", PV_RETRIES,
 	  "Attempts that were retries of a request that failed elsewhere." },
 	{ "routerd_backend_inflight_requests", "gauge", PV_INFLIGHT,
@@ -259,6 +262,21 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    memory_order_relaxed),
 			    (unsigned long long)atomic_load_explicit(
 			    &h->workers[k].accepted, memory_order_relaxed));
+	/*
+	 * the table counts the queue per worker, not per pool (DESIGN
+	 * "Queueing")
+	 */
+	prom_family(f, "routerd_worker_queued_requests", "gauge",
+	    "Requests waiting in the worker's FIFO for a backend slot.");
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
+		if (atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed) != 0)
+			fprintf(f, "routerd_worker_queued_requests{worker=\"%u\","
+			    "pid=\"%d\"} %u\n", k,
+			    (int)atomic_load_explicit(&h->workers[k].pid,
+			    memory_order_relaxed),
+			    atomic_load_explicit(&h->workers[k].queued,
+			    memory_order_relaxed));
 	prom_family(f, "routerd_backends", "gauge",
 	    "Backends in the shared table.");
 	fprintf(f, "routerd_backends %zu\n", n);

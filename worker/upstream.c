@@ -132,6 +132,8 @@ resp_on_headers_complete(llhttp_t *p)
 	uint64_t		 lat;
 
 	u->head_done = 1;
+	if (status < 100 || status > 599)
+		return -1;		/* not a status code: the response is broken */
 	if (status < 200) {
 		u->interim = 1;
 		return status == 101 ? -1 : 0;
@@ -222,6 +224,8 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 	struct client	*c = u->cl;
 	struct buf	*o = &c->out;
 
+	if (u->interim)
+		return 0;		/* never forward a body of an interim response */
 	if (u->parser_eof_body && c->resp_body == BODY_CHUNKED) {
 		o->wpos += http_chunk_header(o->data + o->wpos, len);
 		buf_put(o, at, len);
@@ -340,7 +344,8 @@ upstream_release(struct upconn *u, int reuse)
 		if (w->nwait > 0)
 			w->queue_kick = 1;	/* a slot freed: the queue runs after this event */
 	}
-	if (!reuse || u->no_reuse || u->closed || u->addr_gen != b->addr_gen ||
+	/* hup: the backend's FIN came with its answer; no edge will say so again */
+	if (!reuse || u->no_reuse || u->closed || u->hup || u->addr_gen != b->addr_gen ||
 	    w->draining || buf_len(&u->in) != 0 || !w->view.be[u->slot].inuse) {
 		up_close(u);
 		return;
@@ -434,6 +439,9 @@ upstream_attach(struct client *c)
 	struct upconn	*u = NULL;
 	int		 slot;
 
+	/* an operator's change (disable, weight, new backend) counts from the very next pick */
+	if (shm_gen(w->shm) != w->gen)
+		worker_refresh(w);
 	while (c->attempts <= w->conf->retries.max) {
 		struct wbackend *b;
 

@@ -28,6 +28,35 @@ worker_buf_get(struct worker *w)
 	return malloc(WORKER_BUFSZ);
 }
 
+int
+worker_buf_grow(struct buf *b, size_t need)
+{
+	size_t	ncap = b->cap ? b->cap : WORKER_BUFSZ;
+	char	*nd;
+
+	if (b->wpos + need <= b->cap)
+		return 0;
+	while (ncap < b->wpos + need)
+		ncap *= 2;
+	if ((nd = realloc(b->data, ncap)) == NULL)
+		return -1;
+	b->data = nd;
+	b->cap = ncap;
+	return 0;
+}
+
+void
+worker_buf_release(struct worker *w, struct buf *b)
+{
+	if (b->data == NULL)
+		return;
+	if (b->cap > WORKER_BUFSZ)
+		free(b->data);
+	else
+		worker_buf_put(w, b->data);
+	memset(b, 0, sizeof(*b));
+}
+
 void
 worker_buf_put(struct worker *w, char *b)
 {
@@ -179,7 +208,7 @@ worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 		atomic_store_explicit(&w->shm->workers[w->index].accepted,
 		    atomic_load_explicit(&w->shm->workers[w->index].accepted,
 		    memory_order_relaxed) + 1, memory_order_relaxed);
-		client_accept(w, fd, &ss);
+		client_accept(w, fd, &ss, ls->admin);
 	}
 }
 
@@ -228,6 +257,9 @@ worker_signal(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 		case SIGQUIT:
 			worker_start_drain(sw->w);
 			break;
+		case SIGUSR1:
+			accesslog_open(sw->w);
+			break;
 		}
 	}
 }
@@ -255,7 +287,7 @@ worker_free_zombies(struct worker *w)
  */
 int
 worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
-    uint32_t generation, int *listen_fds, size_t nlisten, int ctlfd)
+    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd)
 {
 	struct worker	 w;
 	sigset_t	 mask;
@@ -273,6 +305,8 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	TAILQ_INIT(&w.uzombies);
 	w.fwdsz = cf->retries.buffer > WORKER_BUFSZ ? cf->retries.buffer : WORKER_BUFSZ;
 	w.fwdsz += 1024;
+	w.alog_fd = -1;
+	accesslog_open(&w);
 	ev_timer_init(&w.accept_timer, worker_resume_accept);
 	ev_timer_init(&w.queue_timer, worker_queue_tick);
 	TAILQ_INIT(&w.waitq);
@@ -307,17 +341,17 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGQUIT);
+	sigaddset(&mask, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
 	if ((sig.io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("worker: signalfd");
 	sig.io.cb = worker_signal;
 	sig.w = &w;
 	ev_add(&w.loop, &sig.io, EPOLLIN);
 
-	if ((w.ls = calloc(nlisten ? nlisten : 1, sizeof(*w.ls))) == NULL)
+	if ((w.ls = calloc(nlisten + 1, sizeof(*w.ls))) == NULL)
 		fatal("worker: calloc");
 	for (i = 0; i < nlisten; i++) {
 		w.ls[i].io.fd = listen_fds[i];
@@ -327,7 +361,15 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			fatal("worker: epoll_ctl listener");
 	}
 	w.nls = nlisten;
-	(void)ctlfd;
+	if (admin_fd != -1) {
+		w.ls[i].io.fd = admin_fd;
+		w.ls[i].io.cb = worker_accept;
+		w.ls[i].w = &w;
+		w.ls[i].admin = 1;
+		if (ev_add(&w.loop, &w.ls[i].io, EPOLLIN) == -1)
+			fatal("worker: epoll_ctl admin listener");
+		w.nls++;
+	}
 	atomic_store_explicit(&shm->workers[index].generation, generation, memory_order_relaxed);
 	atomic_store_explicit(&shm->workers[index].started_ms, shm_now_ms(), memory_order_relaxed);
 	atomic_store_explicit(&shm->workers[index].state, 1, memory_order_release);
@@ -336,6 +378,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	while (!w.stop) {
 		if (ev_run_once(&w.loop, 1000) == -1)
 			fatal("worker: epoll_wait");
+		accesslog_flush(&w);
 		if (w.queue_kick) {
 			w.queue_kick = 0;
 			client_queue_run(&w);
@@ -348,6 +391,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 		if (getppid() == 1)
 			break;		/* the master is gone */
 	}
+	accesslog_flush(&w);
 	atomic_store_explicit(&shm->workers[index].state, 0, memory_order_relaxed);
 	return 0;
 }

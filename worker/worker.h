@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "llhttp.h"
 
@@ -76,7 +77,10 @@ struct client {
 				 fwd_whole:1, expect_100:1, resp_started:1,
 				 resp_done:1, head_sent:1, http10:1,
 				 resp_close:1, is_head:1, idempotent:1,
-				 started:1, chunk_open:1, hup:1;
+				 started:1, chunk_open:1, hup:1,
+				 admin:1, admin_pending:1, trailers:1;
+	char			 trailer_prev;	/* last trailer-section byte seen */
+	uint32_t		 ext_len;	/* bytes of the current chunk-extension name */
 	enum body_kind		 req_body;
 	enum body_kind		 resp_body;	/* framing towards the client */
 	uint64_t		 body_len;	/* request body bytes seen */
@@ -91,6 +95,9 @@ struct client {
 	char			 rid[WORKER_RID_LEN + 1];
 	char			 ip[INET6_ADDRSTRLEN];
 	uint64_t		 linger_until;
+	char			 logreq[160];	/* "METHOD /path" for the access log */
+	/* admin requests: NUL-terminated method, path, query, auth at these fwd offsets */
+	uint32_t		 adm_method, adm_path, adm_query, adm_auth, adm_body;
 };
 
 enum uphase {
@@ -135,6 +142,7 @@ struct wbackend {
 struct listener {
 	struct ev_io		 io;
 	struct worker		*w;
+	int			 admin;		/* the admin API's listener */
 };
 
 struct worker {
@@ -166,11 +174,18 @@ struct worker {
 	char			*freefwd;	/* free list of fwd blocks */
 	size_t			 fwdsz;
 	int			 sigfd;
+	int			 alog_fd;	/* access log, -1: off */
+	struct buf		 alog;		/* lines waiting for the next flush */
+	time_t			 alog_sec;	/* second the cached time text is for */
+	char			 alog_time[32];
 };
 
 /* worker.c */
 int	 worker_main(struct conf *, struct shm_hdr *, uint32_t index,
-	    uint32_t generation, int *listen_fds, size_t nlisten, int ctlfd);
+	    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd);
+/* Grow b to hold need more bytes (admin answers); 0 or -1.  Grown buffers are freed, not pooled. */
+int	 worker_buf_grow(struct buf *, size_t need);
+void	 worker_buf_release(struct worker *, struct buf *);
 void	 worker_refresh(struct worker *);
 char	*worker_buf_get(struct worker *);
 void	 worker_buf_put(struct worker *, char *);
@@ -178,7 +193,9 @@ char	*worker_fwd_get(struct worker *);
 void	 worker_fwd_put(struct worker *, char *);
 
 /* client.c */
-void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *);
+void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *, int admin);
+/* An admin answer that came later (a drill) is in c->out: send it. */
+void	 client_admin_done(struct client *);
 void	 client_drive(struct client *);
 void	 client_close(struct client *);
 void	 client_reply(struct client *, int status, const char *msg);
@@ -191,6 +208,11 @@ int	 upstream_drive(struct upconn *);
 void	 upstream_release(struct upconn *, int reuse);
 void	 upstream_settings(llhttp_settings_t *);
 void	 upstream_close_idle(struct worker *, uint32_t slot);
+
+/* accesslog.c */
+void	 accesslog_open(struct worker *);
+void	 accesslog_request(struct client *);
+void	 accesslog_flush(struct worker *);
 
 /* reply.c */
 const char *reply_reason(int status);

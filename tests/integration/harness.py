@@ -88,6 +88,10 @@ class Router(Proc):
         text = yaml_text.replace("LISTEN", "127.0.0.1:%d" % self.port)
         if "pidfile:" not in text:
             text += "\npidfile: %s\n" % self.pidfile
+        self.ctlsock = os.path.join(workdir, "ctl.sock")
+        if "control:" not in text:
+            # each test its own control socket: the default one is shared machine-wide
+            text += "\ncontrol:\n  socket: %s\n" % self.ctlsock
         with open(self.conf, "w") as f:
             f.write(text)
         super().__init__([ROUTERD, "-d", "-f", self.conf] + list(args),

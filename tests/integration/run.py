@@ -38,7 +38,7 @@ def vtc_tests(filt):
     if not os.path.isdir(d):
         return
     for fn in sorted(os.listdir(d)):
-        if fn.endswith(".vtc") and (not filt or filt in fn):
+        if fn.endswith(".vtc") and (not filt or filt in "vtc/" + fn):
             yield "vtc/" + fn, os.path.join(d, fn)
 
 
@@ -85,7 +85,13 @@ def main():
             passed += 1
         else:
             failed += 1
-            failures.append((name, (p.stdout + p.stderr)[-6000:]))
+            # -q says only that it failed: run it again, verbosely, for the reason
+            v = subprocess.run([vt, "-v", "-t", "30", "-D", "routerd=" + harness.ROUTERD,
+                                "-D", "fakebe=" + harness.FAKEBE, path],
+                               capture_output=True, text=True, env=env)
+            out = "\n".join(l for l in (v.stdout + v.stderr).splitlines()
+                            if "----" in l or "FAIL" in l or "expect" in l)
+            failures.append((name, out[-6000:]))
     for name, why in failures:
         print("\n===== %s\n%s" % (name, why))
     print("%d passed, %d failed" % (passed, failed))
