@@ -171,6 +171,8 @@ master_spawn_role(struct master *m, struct mworker *mw)
 		if (m->control_fd != -1)
 			close(m->control_fd);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (priv_drop(&m->priv) == -1)
+			_exit(1);
 		if (mw->role == ROLE_SYNCER) {
 			close(m->syncer_fd);
 			_exit(syncer_main(m->conf, cfd));
@@ -229,7 +231,7 @@ master_spawn(struct master *m, struct mworker *mw)
 					close(m->afds[p]);
 		}
 		_exit(worker_main(m->conf, m->shm, mw->stripe, mw->generation,
-		    fds, m->nls, m->afds[mw->pos]));
+		    fds, m->nls, m->afds[mw->pos], &m->priv));
 	}
 	mw->pid = pid;
 	mw->started_ms = m->loop.now;
@@ -473,6 +475,15 @@ master_main(struct master *m)
 	sigset_t	mask;
 	struct msig	sig;
 
+	{
+		char	err[256];
+
+		if (priv_lookup(m->conf->user, m->conf->group, &m->priv, err,
+		    sizeof(err)) == -1) {
+			log_warnx("master: %s", err);
+			return 1;
+		}
+	}
 	m->nworkers = (uint32_t)m->conf->workers;
 	if (m->nworkers < 1)
 		m->nworkers = 1;

@@ -8,6 +8,7 @@
 
 #include "conf/conf.h"
 #include "lib/ev.h"
+#include "lib/priv.h"
 #include "shm/table.h"
 
 enum mrole {
@@ -56,6 +57,7 @@ struct master {
 	uint64_t	 stop_deadline;
 	struct pidfh	*pfh;
 	uint64_t	 reload_deadline;
+	struct priv_id	 priv;		/* what the children run as */
 };
 
 int	 master_main(struct master *);

@@ -11,6 +11,7 @@
 #include <bsd/string.h>
 
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "worker/worker.h"
 
 #define MAX_FREE_BUFS	256
@@ -287,7 +288,8 @@ worker_free_zombies(struct worker *w)
  */
 int
 worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
-    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd)
+    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
+    const struct priv_id *priv)
 {
 	struct worker	 w;
 	sigset_t	 mask;
@@ -306,7 +308,9 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	w.fwdsz = cf->retries.buffer > WORKER_BUFSZ ? cf->retries.buffer : WORKER_BUFSZ;
 	w.fwdsz += 1024;
 	w.alog_fd = -1;
-	accesslog_open(&w);
+	accesslog_open(&w);	/* as root: the log directory need not be the user's */
+	if (priv != NULL && priv_drop(priv) == -1)
+		return 1;
 	ev_timer_init(&w.accept_timer, worker_resume_accept);
 	ev_timer_init(&w.queue_timer, worker_queue_tick);
 	TAILQ_INIT(&w.waitq);
