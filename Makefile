@@ -6,6 +6,7 @@ PREFIX	?= /usr/local
 DESTDIR	?=
 BINDIR	 = $(PREFIX)/sbin
 MANDIR	 = $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
 
 LLHTTP_SRC	?= /usr/share/llhttp
 LLHTTP_INC	?= /usr/share/include/llhttp
@@ -60,7 +61,7 @@ ifeq ($(BUILD),build)
 PROGS	+= routerd $(if $(CTL_SRCS),routerctl)
 endif
 
-.PHONY: all test unit integration run install bench clean deps lint-man
+.PHONY: all test unit integration run install bench clean deps lint-man deb
 
 all: $(PROGS)
 
@@ -102,6 +103,7 @@ modobjs = $(patsubst %.c,$(B)/%.o,$(filter-out master/main.c ctl/routerctl.c,$(f
 UNIT_LINK_shm	= shm lib
 UNIT_LINK_conf	= conf lib
 UNIT_LINK_ctl	= ctl lib
+UNIT_LINK_manpage	= conf lib
 UNIT_LINK_breaker	= prober shm conf lib
 UNIT_LINK_prober	= prober shm conf lib
 ALL_MODS	= lib conf shm worker prober syncer master
@@ -113,7 +115,7 @@ $(B)/tests/test_%: tests/unit/test_%.c $$(call modobjs,$$(or $$(UNIT_LINK_$$*),$
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion -lpthread
 
 # make test: every unit suite (criterion), then the integration suite on real processes.
-test: all $(UNIT_BINS)
+test: all $(UNIT_BINS) lint-man
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
 	@$(MAKE) --no-print-directory integration
 
@@ -140,13 +142,37 @@ $(B)/bench-registry: bench/registry.c $(CORE_OBJS) $(LLHTTP_OBJS)
 bench: all $(B)/bench-select $(B)/bench-registry
 	@B=$(B) sh bench/run.sh
 
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)/etc/routerd
-	install -m 755 routerd $(DESTDIR)$(BINDIR)/routerd
-	$(if $(CTL_SRCS),install -m 755 routerctl $(DESTDIR)$(BINDIR)/routerctl)
-	for m in $(wildcard man/*.8); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man8/; done
-	for m in $(wildcard man/*.5); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
-	test -f $(DESTDIR)/etc/routerd/routerd.yaml || install -m 644 conf/routerd.yaml $(DESTDIR)/etc/routerd/routerd.yaml
+# The config goes to $(SYSCONFDIR)/routerd (/etc: routerd reads /etc/routerd/routerd.yaml
+# whatever PREFIX is); an existing one is kept.
+install: $(B)/routerd $(if $(CTL_SRCS),$(B)/routerctl)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/routerd
+	install -m 755 $(B)/routerd $(DESTDIR)$(BINDIR)/routerd
+	$(if $(CTL_SRCS),install -m 755 $(B)/routerctl $(DESTDIR)$(BINDIR)/routerctl)
+	install -m 644 $(wildcard man/*.8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5/
+	test -f $(DESTDIR)$(SYSCONFDIR)/routerd/routerd.yaml || install -m 644 conf/routerd.yaml $(DESTDIR)$(SYSCONFDIR)/routerd/routerd.yaml
+
+# mandoc -T lint, warnings and style included.  "referenced manual not found" only says which
+# pages this machine has installed (ours are not), so it does not count.
+lint-man:
+	@command -v mandoc >/dev/null || { echo "lint-man: mandoc is not installed (make deps)" >&2; exit 1; }
+	@out=$$(mandoc -T lint -W style man/*.8 man/*.5 2>&1 | \
+	    grep -v -e 'STYLE: referenced manual not found' -e 'outdated mandoc.db'); \
+	if [ -n "$$out" ]; then echo "$$out"; echo "lint-man: mandoc -T lint is not clean" >&2; exit 1; fi; \
+	echo "== mandoc -T lint man/: clean"
+
+# make deb: the Debian package (dpkg-buildpackage, debhelper) from a copy of the sources in
+# $(B)/deb, so that the tree stays clean; the .deb lands in $(B)/deb.
+DEB_DIR	 = $(B)/deb
+DEB_SRCS = Makefile $(sort $(patsubst %/,%,$(dir $(CORE_SRCS) $(CTL_SRCS)))) man packaging
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/routerd
+	tar -cf - --exclude='*.o' --exclude='*.d' $(DEB_SRCS) | tar -xf - -C $(DEB_DIR)/routerd
+	cp -R packaging/debian $(DEB_DIR)/routerd/debian
+	cp packaging/routerd.init packaging/routerd.service packaging/routerd.logrotate $(DEB_DIR)/routerd/debian/
+	cd $(DEB_DIR)/routerd && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
+	    dpkg-buildpackage -b -us -uc
+	@ls $(DEB_DIR)/*.deb
 
 deps:
 	sh packaging/build-deps.sh
@@ -154,4 +180,4 @@ deps:
 clean:
 	rm -rf $(BUILD) $(BUILD)-san routerd routerctl
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -path '$(B)/deb' -prune -o -name '*.d' -type f -print 2>/dev/null)

@@ -393,6 +393,12 @@ conf_finish_pools(struct conf_loader *ld)
 		    strcmp(conf->pools[i].name, conf->registry.pool) != 0)
 			conf_err(ld, m.line, m.column,
 			    "pool '%s' has no backends", conf->pools[i].name);
+		if (conf->pools[i].backup_pool[0] != '\0' &&
+		    (conf_pool_find(conf, conf->pools[i].backup_pool) == -1 ||
+		    strcmp(conf->pools[i].backup_pool, conf->pools[i].name) == 0))
+			conf_err(ld, m.line, m.column, "pool '%s': backup_pool '%s' "
+			    "is not another pool", conf->pools[i].name,
+			    conf->pools[i].backup_pool);
 	}
 	if (conf->npools == 0)
 		conf_err(ld, 1, 1, "no backends: give a backends: list, "

@@ -67,6 +67,7 @@ struct conf_pool {
 	char			 name[CONF_NAME_MAX];
 	enum conf_strategy	 strategy;	/* default: the top-level strategy */
 	enum conf_strategy	 base_strategy;	/* for STRAT_MODEL/GEO: what ranks the survivors */
+	char			 backup_pool[CONF_NAME_MAX];	/* "" = none: takes over when nothing here is eligible */
 	struct conf_backend	*backends;
 	size_t			 nbackends;
 };
@@ -117,6 +118,7 @@ struct conf {
 		int	 max;			/* 3 */
 		int	 delay_ms;		/* 1s */
 		size_t	 buffer;		/* 64 KiB */
+		char	 on_status[64];		/* "502,503,504": statuses worth another backend */
 	} retries;
 	struct {
 		int	 size;			/* 1000 */

@@ -125,6 +125,9 @@ const struct conf_directive conf_directives[] = {
 	{ "retries.buffer", "size", "64k", NULL, NULL,
 	  "request bodies up to this size are kept for a retry",
 	  C(retries.buffer), 0, GIB, NULL },
+	{ "retries.on_status", "statuses", "502,503,504", NULL, NULL,
+	  "response statuses that send an idempotent request to another backend",
+	  C(retries.on_status), 0, 0, NULL },
 
 	{ "queue.size", "int", "1000", "ROUTER_QUEUE_SIZE", NULL,
 	  "requests that may wait for a free backend, all workers together",
@@ -208,6 +211,9 @@ const struct conf_directive conf_pool_keys[] = {
 	{ "base_strategy", "enum", "round_robin", NULL, NULL,
 	  "for geo and model: what ranks the backends that qualify",
 	  P(base_strategy), 0, 0, conf_strategy_names },
+	{ "backup_pool", "name", "", NULL, NULL,
+	  "pool that takes the requests when no backend here is eligible",
+	  P(backup_pool), 0, 0, NULL },
 	{ "backends", "backends", NULL, NULL, NULL,
 	  "list of backends (at least one, except in registry.pool)",
 	  0, 0, 0, 0, NULL },
@@ -245,7 +251,7 @@ const struct conf_directive conf_backend_keys[] = {
 const size_t conf_nbackend_keys = sizeof(conf_backend_keys) /
     sizeof(conf_backend_keys[0]);
 
-/* One entry of routes:, tried in order; the first match wins. */
+/* One entry of routes: the longest matching prefix wins, host-specific first. */
 const struct conf_directive conf_route_keys[] = {
 	{ "prefix", "urlpath", "/", NULL, NULL,
 	  "request path prefix; / matches every path",
@@ -544,6 +550,36 @@ conf_set_name(const struct conf_directive *d, void *field, const char *text,
 	return conf_set_string(d, field, text, err, errlen);
 }
 
+/* A comma-separated list of HTTP statuses (100-599), or "" for none. */
+static int
+conf_set_statuses(const struct conf_directive *d, void *field,
+    const char *text, char *err, size_t errlen)
+{
+	const char	*p = text;
+
+	while (*p != '\0') {
+		char		*end;
+		long		 v;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		v = strtol(p, &end, 10);
+		if (end == p || v < 100 || v > 599) {
+			snprintf(err, errlen, "'%s' is not a list of HTTP statuses "
+			    "(100-599, separated by commas)", text);
+			return -1;
+		}
+		p = end;
+		if (*p != '\0' && *p != ',' && *p != ' ') {
+			snprintf(err, errlen, "'%s' is not a list of HTTP statuses", text);
+			return -1;
+		}
+	}
+	return conf_set_string(d, field, text, err, errlen);
+}
+
 static int
 conf_set_urlpath(const struct conf_directive *d, void *field,
     const char *text, char *err, size_t errlen)
@@ -633,6 +669,7 @@ static const struct conf_type conf_types[] = {
 	{ "string",	conf_set_string,	conf_fmt_string,	1 },
 	{ "name",	conf_set_name,		conf_fmt_string,	1 },
 	{ "urlpath",	conf_set_urlpath,	conf_fmt_string,	1 },
+	{ "statuses",	conf_set_statuses,	conf_fmt_string,	1 },
 	{ "url",	conf_set_url,		conf_fmt_string,	1 },
 	{ "addr",	conf_set_addr,		conf_fmt_addr,		1 },
 	{ "workers",	conf_set_workers,	conf_fmt_int,		0 },

@@ -403,6 +403,18 @@ master_stop(struct master *m, int drain)
 	}
 }
 
+/* Counter stripes no live worker holds. */
+uint32_t
+master_free_stripes(struct master *m)
+{
+	uint32_t	p, n = 0;
+
+	for (p = 0; p < m->shm->max_workers; p++)
+		if (atomic_load_explicit(&m->shm->workers[p].pid, memory_order_relaxed) == 0)
+			n++;
+	return n;
+}
+
 /* Start a worker for every position of the current generation. */
 void
 master_spawn_generation(struct master *m)
@@ -491,7 +503,9 @@ master_main(struct master *m)
 		m->nworkers = SHM_WORKERS_MAX / 2;
 	if (ev_init(&m->loop, 64) == -1)
 		fatal("master: epoll");
-	m->shm = shm_create((uint32_t)m->conf->max_backends, m->nworkers * 2, NULL);
+	/* stripes for up to four generations at once: reloads overlap while old workers drain */
+	m->shm = shm_create((uint32_t)m->conf->max_backends,
+	    m->nworkers * 4 < SHM_WORKERS_MAX ? m->nworkers * 4 : SHM_WORKERS_MAX, NULL);
 	if (m->shm == NULL)
 		fatal("master: shared table");
 	if (master_table_load(m->shm, m->conf) == -1)
@@ -535,6 +549,13 @@ master_main(struct master *m)
 		master_reap(m);
 		master_respawn_due(m);
 		master_reload_check(m);
+		if (m->reload_pending && !m->stopping &&
+		    master_free_stripes(m) >= m->nworkers) {
+			char	err[4096];
+
+			m->reload_pending = 0;
+			master_reload(m, err, sizeof(err));
+		}
 		if (m->stopping) {
 			if (master_nchildren(m) == 0)
 				break;

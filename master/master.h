@@ -57,6 +57,7 @@ struct master {
 	uint64_t	 stop_deadline;
 	struct pidfh	*pfh;
 	uint64_t	 reload_deadline;
+	int		 reload_pending;	/* a reload waits for old workers to free stripes */
 	struct priv_id	 priv;		/* what the children run as */
 };
 
@@ -76,6 +77,7 @@ void	 master_reload_check(struct master *);
 /* master.c, for reload.c */
 int	 master_bind(const struct conf_addr *);
 void	 master_spawn_generation(struct master *);
+uint32_t master_free_stripes(struct master *);
 void	 master_stop(struct master *, int drain);
 void	 master_log_reopen(struct master *);
 

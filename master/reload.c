@@ -179,12 +179,24 @@ master_reload(struct master *m, char *err, size_t errlen)
 		if (atomic_load_explicit(&m->shm->workers[p].pid, memory_order_relaxed) == 0)
 			freeslots++;
 	if (nworkers > freeslots) {
-		snprintf(err, errlen, "reload: %u workers do not fit beside the running "
-		    "ones (table has %u stripes); restart to grow", nworkers,
-		    m->shm->max_workers);
-		log_warnx("%s", err);
+		if (nworkers > m->shm->max_workers / 2) {
+			snprintf(err, errlen, "reload: %u workers cannot run beside the "
+			    "running ones (table has %u stripes); restart to grow",
+			    nworkers, m->shm->max_workers);
+			log_warnx("%s", err);
+			conf_free(nc);
+			return -1;
+		}
+		/*
+		 * Older generations still drain: apply this reload (reading
+		 * the file again, so the last one wins) once they are gone.
+		 */
+		m->reload_pending = 1;
+		snprintf(err, errlen, "reload of %s deferred: older workers are still "
+		    "draining; it applies as soon as they finish", name);
+		log_info("%s", err);
 		conf_free(nc);
-		return -1;
+		return 0;
 	}
 	if (reload_listeners(m, nc, nworkers, nfds, nafds, err, errlen) == -1) {
 		log_warnx("%s", err);

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			1u
+#define SHM_ABI			2u
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -120,6 +120,11 @@ struct shm_counters {
 	_Atomic uint64_t status[6];		/* [0] none/error, [1..5] 1xx..5xx */
 	_Atomic uint64_t conns;			/* upstream connections opened */
 	_Atomic uint64_t lat_hist[SHM_LAT_BUCKETS];	/* shm_lat_bucket() */
+	/* failovers away from this backend: a failed attempt, then another backend */
+	_Atomic uint64_t failovers;		/* requests moved on after failing here */
+	_Atomic uint64_t failover_ok;		/* ...that another backend then answered */
+	_Atomic uint64_t failover_us;		/* sum of first failure -> answer head */
+	_Atomic uint64_t last_failover_ms;	/* CLOCK_REALTIME ms of the last success */
 };
 
 /* A pool: name written by the master before publishing gen; strategy by anyone who owns the change (master/control). */
@@ -143,6 +148,15 @@ struct shm_worker {
 
 struct shm_model {
 	char	 name[SHM_NAME_MAX];
+};
+
+/* A worker's queue for one pool (DESIGN "Queueing"); that worker writes it. */
+struct shm_poolq {
+	_Atomic uint32_t queued;		/* waiting now */
+	_Atomic uint64_t waits;			/* requests that waited and got a backend */
+	_Atomic uint64_t wait_ms;		/* their total wait */
+	_Atomic uint64_t timeouts;		/* 503 after queue.timeout */
+	_Atomic uint64_t rejected;		/* 503 at once: the queue was full */
 };
 
 /*
@@ -170,6 +184,7 @@ struct shm_hdr {
 	struct shm_pool	 pools[SHM_POOLS_MAX];
 	struct shm_worker workers[SHM_WORKERS_MAX];
 	struct shm_model models[SHM_MODELS_MAX];
+	struct shm_poolq poolq[SHM_WORKERS_MAX][SHM_POOLS_MAX];
 };
 
 _Static_assert(sizeof(struct shm_slot) % SHM_CACHELINE == 0, "slot not cache-line sized");

@@ -355,6 +355,7 @@ shm_totals(struct shm_hdr *h, uint32_t slot, struct shm_totals *t)
 	struct shm_counters	*c;
 	uint32_t		 w;
 	unsigned		 i;
+	uint64_t		 last;
 
 	memset(t, 0, sizeof(*t));
 	for (w = 0; w < h->max_workers; w++) {
@@ -381,6 +382,15 @@ shm_totals(struct shm_hdr *h, uint32_t slot, struct shm_totals *t)
 		for (i = 0; i < SHM_LAT_BUCKETS; i++)
 			t->lat_hist[i] += atomic_load_explicit(
 			    &c->lat_hist[i], memory_order_relaxed);
+		t->failovers += atomic_load_explicit(&c->failovers,
+		    memory_order_relaxed);
+		t->failover_ok += atomic_load_explicit(&c->failover_ok,
+		    memory_order_relaxed);
+		t->failover_us += atomic_load_explicit(&c->failover_us,
+		    memory_order_relaxed);
+		last = atomic_load_explicit(&c->last_failover_ms, memory_order_relaxed);
+		if (last > t->last_failover_ms)
+			t->last_failover_ms = last;
 	}
 }
 

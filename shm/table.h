@@ -77,6 +77,8 @@ struct shm_totals {
 	uint64_t requests, fails, retries, bytes_in, bytes_out, lat_sum_us, conns;
 	uint64_t status[6];
 	uint64_t lat_hist[SHM_LAT_BUCKETS];
+	uint64_t failovers, failover_ok, failover_us;
+	uint64_t last_failover_ms;	/* the latest over the stripes */
 };
 void	 shm_totals(struct shm_hdr *, uint32_t slot, struct shm_totals *);
 

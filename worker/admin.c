@@ -329,6 +329,7 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 	size_t		 n, i;
 	uint64_t	 attempts = 0, ok = 0, failed = 0, answered = 0, lat = 0;
 	uint64_t	 retries = 0, window_ms = 0, now_total;
+	uint64_t	 fo_n = 0, fo_ok = 0, fo_us = 0, fo_last = 0;
 	double		 rps, mean = 0.0, var = 0.0;
 	json_t		*root, *rm, *lb, *dist, *cb, *fo, *notes, *e;
 	uint32_t	 dp;
@@ -364,6 +365,11 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 		    t->status[3] + t->status[4] + t->status[5];
 		lat += t->lat_sum_us;
 		retries += t->retries;
+		fo_n += t->failovers;
+		fo_ok += t->failover_ok;
+		fo_us += t->failover_us;
+		if (t->last_failover_ms > fo_last)
+			fo_last = t->last_failover_ms;
 	}
 
 	json_object_set_new(root, "routing_metrics", rm);
@@ -460,10 +466,12 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 	}
 
 	json_object_set_new(root, "failover_events", fo);
-	json_object_set_new(fo, "total_failovers", json_integer((json_int_t)retries));
-	json_object_set_new(fo, "successful_failovers", json_null());
-	json_object_set_new(fo, "avg_failover_time_ms", json_null());
-	json_object_set_new(fo, "last_failover", json_null());
+	json_object_set_new(fo, "total_failovers", json_integer((json_int_t)fo_n));
+	json_object_set_new(fo, "successful_failovers", json_integer((json_int_t)fo_ok));
+	json_object_set_new(fo, "avg_failover_time_ms", fo_ok ?
+	    json_real(admin_round2((double)fo_us / (double)fo_ok / 1000.0)) : json_null());
+	json_object_set_new(fo, "last_failover", fo_last ? admin_time(fo_last) : json_null());
+	json_object_set_new(fo, "retries", json_integer((json_int_t)retries));
 
 	json_object_set_new(root, "notes", notes);
 	json_object_set_new(notes, "routing_metrics", json_string(
@@ -475,8 +483,10 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 	    "last_failure: when the open breaker opened, null while it is "
 	    "not open (the table keeps no per-request failure time)"));
 	json_object_set_new(notes, "failover_events", json_string(
-	    "total_failovers counts retries on another backend; the table "
-	    "does not record their outcome or timing yet, hence the nulls"));
+	    "total_failovers: requests that moved to another backend after an "
+	    "attempt failed; successful: another backend answered them; time: "
+	    "from the first failure to the answer's head (ms, coarse clock); "
+	    "retries: every further attempt, stale pooled connections included"));
 	json_object_set_new(root, "timestamp", admin_time(shm_now_ms()));
 	free(v);
 	return root;

@@ -726,6 +726,7 @@ client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss,
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;
+	c->fail_slot = -1;
 	c->admin = admin != 0;
 	c->io.fd = fd;
 	c->io.cb = client_io;
@@ -788,8 +789,8 @@ client_close(struct client *c)
 		c->admin_pending = 0;
 		admin_abort(c);
 	}
-	if (c->phase == CP_WAIT)
-		client_unqueue(c);
+	client_unqueue(c);
+	c->retry_wait = 0;
 	if (c->up != NULL)
 		upstream_release(c->up, 0);
 	ev_timer_stop(&w->loop, &c->timer);
@@ -833,8 +834,8 @@ client_reply(struct client *c, int status, const char *msg)
 {
 	int	close_it;
 
-	if (c->phase == CP_WAIT)
-		client_unqueue(c);
+	client_unqueue(c);
+	c->retry_wait = 0;
 	if (c->up != NULL)
 		upstream_release(c->up, 0);
 	if (c->head_sent || c->resp_started) {
@@ -1003,16 +1004,57 @@ client_queue_publish(struct worker *w)
 	    memory_order_relaxed);
 }
 
+static struct shm_poolq *
+client_poolq(struct client *c)
+{
+	return &c->w->shm->poolq[c->w->index][c->pool >= 0 &&
+	    c->pool < SHM_POOLS_MAX ? c->pool : 0];
+}
+
 static void
 client_unqueue(struct client *c)
 {
 	struct worker	*w = c->w;
+	struct shm_poolq *q = client_poolq(c);
 
+	if (!c->queued)
+		return;
+	c->queued = 0;
 	TAILQ_REMOVE(&w->waitq, c, qentry);
 	w->nwait--;
+	atomic_store_explicit(&q->queued,
+	    atomic_load_explicit(&q->queued, memory_order_relaxed) - 1,
+	    memory_order_relaxed);
 	client_queue_publish(w);
 	if (w->nwait == 0)
 		ev_timer_stop(&w->loop, &w->queue_timer);
+}
+
+/*
+ * The only backend left is the one that just failed: try it once more
+ * after retries.delay (a restarting backend, a full accept queue), the
+ * way HAProxy retries a server before giving up.  0 if scheduled, -1 if
+ * there is nothing to wait for.
+ */
+int
+client_retry_later(struct client *c, uint32_t slot)
+{
+	struct worker	*w = c->w;
+	size_t		 i;
+
+	if (w->conf->retries.delay_ms <= 0 || c->attempts > w->conf->retries.max ||
+	    c->retried_same || !balance_eligible(&w->view, slot))
+		return -1;
+	c->retried_same = 1;
+	for (i = 0; i < c->breq.nexclude; i++)
+		if (c->breq.exclude[i] == slot) {
+			c->breq.exclude[i] = c->breq.exclude[--c->breq.nexclude];
+			break;
+		}
+	c->retry_wait = 1;
+	c->phase = CP_WAIT;
+	ev_timer_after(&w->loop, &c->timer, (uint64_t)w->conf->retries.delay_ms);
+	return 0;
 }
 
 /* A backend is ours: the 100 Continue a client waits for, before its body. */
@@ -1046,6 +1088,12 @@ client_queue_run(struct worker *w)
 		next = TAILQ_NEXT(c, qentry);
 		if (upstream_attach(c) == -1)
 			continue;
+		{
+			struct shm_poolq *q = client_poolq(c);
+
+			shm_ctr_add(&q->waits, 1);
+			shm_ctr_add(&q->wait_ms, w->loop.now - c->t_queued);
+		}
 		client_unqueue(c);
 		c->phase = c->msg_done ? CP_SENT : CP_BODY;
 		ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
@@ -1079,12 +1127,22 @@ client_no_backend(struct client *c)
 	}
 	if (w->conf->queue.size <= 0 ||
 	    client_queued_total(w) >= (uint64_t)w->conf->queue.size) {
+		shm_ctr_add(&client_poolq(c)->rejected, 1);
 		client_reply(c, 503, "every backend is at its connection limit and the queue is full");
 		return;
 	}
 	c->phase = CP_WAIT;
+	c->queued = 1;
+	c->t_queued = w->loop.now;
 	TAILQ_INSERT_TAIL(&w->waitq, c, qentry);
 	w->nwait++;
+	{
+		struct shm_poolq *q = client_poolq(c);
+
+		atomic_store_explicit(&q->queued,
+		    atomic_load_explicit(&q->queued, memory_order_relaxed) + 1,
+		    memory_order_relaxed);
+	}
 	client_queue_publish(w);
 	ev_timer_after(&w->loop, &c->timer, w->conf->queue.timeout_ms);
 	if (!ev_timer_armed(&w->queue_timer))
@@ -1271,6 +1329,8 @@ client_finish(struct client *c)
 	c->phase = CP_IDLE;
 	c->msg_done = c->resp_started = c->resp_done = c->head_sent = 0;
 	c->started = c->chunk_open = c->trailers = 0;
+	c->fail_slot = -1;
+	c->on_backup_pool = c->retried_same = 0;
 	c->trailer_prev = '\n';
 	c->ext_len = 0;
 	c->resp_close = c->close_after = c->expect_100 = 0;
@@ -1411,6 +1471,19 @@ client_timeout(struct ev_loop *l, struct ev_timer *t)
 			client_close(c);
 		break;
 	case CP_WAIT:
+		if (c->retry_wait) {
+			/* retries.delay is over: the same backend, once more */
+			c->retry_wait = 0;
+			c->phase = c->msg_done ? CP_SENT : CP_BODY;
+			c->fwd.rpos = 0;
+			if (upstream_attach(c) == 0) {
+				ev_timer_after(l, &c->timer, c->w->conf->timeout.client_idle_ms);
+				client_drive(c);
+			} else
+				client_reply(c, 502, "no backend could be reached");
+			break;
+		}
+		shm_ctr_add(&client_poolq(c)->timeouts, 1);
 		client_reply(c, 503, "timed out waiting for a backend");
 		break;
 	}

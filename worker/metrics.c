@@ -122,6 +122,49 @@ prom_value(FILE *f, const struct admin_be *b, enum prom_val v)
 	}
 }
 
+/* Per pool queue depth and waits, summed over every worker's row of the table. */
+static void
+prom_pool_queues(struct worker *w, FILE *f)
+{
+	struct shm_hdr	*h = w->shm;
+	static const struct {
+		const char	*name, *type, *help;
+	} fam[] = {
+		{ "routerd_pool_queue_depth", "gauge", "Requests waiting for a backend slot." },
+		{ "routerd_pool_queue_waits_total", "counter", "Requests that waited and got a backend." },
+		{ "routerd_pool_queue_wait_seconds_total", "counter", "Time those requests waited." },
+		{ "routerd_pool_queue_timeouts_total", "counter", "Requests answered 503 after queue.timeout." },
+		{ "routerd_pool_queue_rejected_total", "counter", "Requests answered 503 at once: queue full." },
+	};
+	size_t		 k, p;
+	uint32_t	 x;
+
+	for (k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+		prom_family(f, fam[k].name, fam[k].type, fam[k].help);
+		for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++) {
+			uint64_t v = 0;
+
+			for (x = 0; x < h->max_workers && x < SHM_WORKERS_MAX; x++) {
+				const struct shm_poolq *q = &h->poolq[x][p];
+
+				switch (k) {
+				case 0: v += atomic_load_explicit(&q->queued, memory_order_relaxed); break;
+				case 1: v += atomic_load_explicit(&q->waits, memory_order_relaxed); break;
+				case 2: v += atomic_load_explicit(&q->wait_ms, memory_order_relaxed); break;
+				case 3: v += atomic_load_explicit(&q->timeouts, memory_order_relaxed); break;
+				case 4: v += atomic_load_explicit(&q->rejected, memory_order_relaxed); break;
+				}
+			}
+			if (k == 2)
+				fprintf(f, "%s{pool=\"%s\"} %.3f\n", fam[k].name,
+				    w->conf->pools[p].name, (double)v / 1e3);
+			else
+				fprintf(f, "%s{pool=\"%s\"} %llu\n", fam[k].name,
+				    w->conf->pools[p].name, (unsigned long long)v);
+		}
+	}
+}
+
 static const char *const prom_codes[6] = {
 	"other", "1xx", "2xx", "3xx", "4xx", "5xx"
 };
@@ -135,7 +178,7 @@ metrics_prom(struct worker *w, size_t *lenp)
 	char		*out = NULL, lbl[64];
 	size_t		 n, i, r, len = 0;
 	unsigned	 k, st;
-	uint64_t	 cum, retries = 0;
+	uint64_t	 cum, retries = 0, fo_n = 0, fo_ok = 0, fo_us = 0;
 	uint32_t	 running = 0, draining = 0, p;
 
 	*lenp = 0;
@@ -204,11 +247,23 @@ metrics_prom(struct worker *w, size_t *lenp)
 		prom_be(f, "routerd_backend_response_seconds_count", &v[i], NULL);
 		fprintf(f, "%llu\n", (unsigned long long)cum);
 		retries += v[i].t.retries;
+		fo_n += v[i].t.failovers;
+		fo_ok += v[i].t.failover_ok;
+		fo_us += v[i].t.failover_us;
 	}
 
+	prom_family(f, "routerd_retries_total", "counter",
+	    "Further attempts after a failed one, all backends.");
+	fprintf(f, "routerd_retries_total %llu\n", (unsigned long long)retries);
 	prom_family(f, "routerd_failovers_total", "counter",
-	    "Retries on another backend after a failed attempt, all backends.");
-	fprintf(f, "routerd_failovers_total %llu\n", (unsigned long long)retries);
+	    "Requests moved to another backend after an attempt failed.");
+	fprintf(f, "routerd_failovers_total %llu\n", (unsigned long long)fo_n);
+	prom_family(f, "routerd_failovers_succeeded_total", "counter",
+	    "Failovers that another backend answered.");
+	fprintf(f, "routerd_failovers_succeeded_total %llu\n", (unsigned long long)fo_ok);
+	prom_family(f, "routerd_failover_seconds_total", "counter",
+	    "Time from the first failure to the answer, summed over successful failovers.");
+	fprintf(f, "routerd_failover_seconds_total %.6f\n", (double)fo_us / 1e6);
 
 	prom_family(f, "routerd_pool_backends", "gauge",
 	    "Backends in the pool.");
@@ -262,10 +317,7 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    memory_order_relaxed),
 			    (unsigned long long)atomic_load_explicit(
 			    &h->workers[k].accepted, memory_order_relaxed));
-	/*
-	 * the table counts the queue per worker, not per pool (DESIGN
-	 * "Queueing")
-	 */
+	prom_pool_queues(w, f);
 	prom_family(f, "routerd_worker_queued_requests", "gauge",
 	    "Requests waiting in the worker's FIFO for a backend slot.");
 	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)

@@ -10,20 +10,12 @@
 
 #include "lib/log.h"
 #include "worker/http.h"
+#include "worker/retry.h"
 #include "worker/worker.h"
 
 #define OUT_MARGIN	64		/* room kept in the client's out for framing */
 #define UP_IDLE_MS	30000		/* idle keep-alive connection to a backend */
 
-enum up_err {
-	UPE_CONNECT,		/* the backend never got the request */
-	UPE_SEND,		/* reset while sending */
-	UPE_EMPTY,		/* closed or reset before any response byte */
-	UPE_TIMEOUT,		/* no response byte in time */
-	UPE_BAD,		/* the response broke HTTP */
-	UPE_TRUNCATED,		/* closed in the middle of the response body */
-	UPE_STATUS		/* a retryable status (502, 503, 504) not yet forwarded */
-};
 
 static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
 static void	upstream_timeout(struct ev_loop *, struct ev_timer *);
@@ -138,8 +130,10 @@ resp_on_headers_complete(llhttp_t *p)
 		u->interim = 1;
 		return status == 101 ? -1 : 0;
 	}
-	if ((status == 502 || status == 503 || status == 504) && c->idempotent &&
-	    c->fwd_whole && c->msg_done && c->attempts <= c->w->conf->retries.max) {
+	if (retry_status_wanted(c->w->retry_status, status, &(struct retry_facts){
+	    .err = UPE_STATUS, .idempotent = c->idempotent, .held = c->fwd_whole,
+	    .answered = c->resp_started || c->head_sent, .complete = c->msg_done },
+	    c->attempts, c->w->conf->retries.max)) {
 		/* not forwarded: another backend may answer it (upstream_fail decides) */
 		u->retry_status = 1;
 		c->status = status;
@@ -204,6 +198,17 @@ resp_on_headers_complete(llhttp_t *p)
 
 	c->status = status;
 	c->head_sent = 1;
+	if (c->fail_slot >= 0) {
+		/* a failover that worked: counted at the backend that failed first */
+		struct shm_counters *fk = shm_ctr(c->w->shm, c->w->index,
+		    (uint32_t)c->fail_slot);
+
+		shm_ctr_add(&fk->failover_ok, 1);
+		shm_ctr_add(&fk->failover_us, (c->w->loop.now - c->t_fail) * 1000);
+		atomic_store_explicit(&fk->last_failover_ms, shm_now_ms(),
+		    memory_order_relaxed);
+		c->fail_slot = -1;
+	}
 	lat = (c->w->loop.now - c->t_start) * 1000;
 	shm_ctr_add(&k->status[status / 100 <= 5 ? status / 100 : 0], 1);
 	shm_ctr_add(&k->lat_sum_us, lat);
@@ -446,6 +451,13 @@ upstream_attach(struct client *c)
 		struct wbackend *b;
 
 		slot = balance_pick(&w->view, (uint32_t)c->pool, &c->breq);
+		if (slot == -1 && !c->on_backup_pool && c->pool >= 0 &&
+		    (size_t)c->pool < w->conf->npools && w->backup_pool[c->pool] >= 0) {
+			/* nothing here can take it: the pool's backup pool does (once) */
+			c->pool = w->backup_pool[c->pool];
+			c->on_backup_pool = 1;
+			continue;
+		}
 		if (slot == -1)
 			return -1;
 		b = &w->wb[slot];
@@ -722,6 +734,7 @@ upstream_fail(struct upconn *u, enum up_err e)
 	struct client	*c = u->cl;
 	struct worker	*w = u->w;
 	int		 replay;
+	uint32_t	 failed;
 	const char	*name = w->wb[u->slot].name;
 
 	if (e != UPE_STATUS)
@@ -730,13 +743,12 @@ upstream_fail(struct upconn *u, enum up_err e)
 	/*
 	 * Replay only what is safe: the whole request is still in fwd, and
 	 * the backend never got it (connect), or it is idempotent and failed
-	 * without a response byte on a reused connection, or it answered
-	 * with a retryable status.
+	 * before any response byte (reset, close, timeout), or it answered
+	 * with a retryable status (only asked for idempotent requests).
 	 */
-	replay = !c->resp_started && !c->head_sent && c->fwd_whole &&
-	    (e == UPE_CONNECT || (c->idempotent && (e == UPE_EMPTY ||
-	    e == UPE_SEND) && u->reused) || e == UPE_STATUS ||
-	    (c->idempotent && e == UPE_TIMEOUT && c->msg_done));
+	replay = retry_replayable(&(struct retry_facts){ .err = e,
+	    .idempotent = c->idempotent, .held = c->fwd_whole,
+	    .answered = c->resp_started || c->head_sent, .complete = c->msg_done });
 	if ((e == UPE_EMPTY || e == UPE_SEND) && u->reused && replay) {
 		/*
 		 * A pooled connection the backend had already closed: not the
@@ -747,6 +759,12 @@ upstream_fail(struct upconn *u, enum up_err e)
 		    c->breq.exclude[c->breq.nexclude - 1] == u->slot)
 			c->breq.nexclude--;
 	}
+	if (replay && c->fail_slot < 0 && e != UPE_EMPTY && e != UPE_SEND) {
+		c->fail_slot = (int)u->slot;
+		c->t_fail = w->loop.now;
+		shm_ctr_add(&shm_ctr(w->shm, w->index, u->slot)->failovers, 1);
+	}
+	failed = u->slot;
 	upstream_release(u, 0);
 	if (replay) {
 		c->fwd.rpos = 0;
@@ -754,6 +772,9 @@ upstream_fail(struct upconn *u, enum up_err e)
 			client_drive(c);
 			return;
 		}
+		/* only a backend that never got the request is worth waiting for */
+		if (e == UPE_CONNECT && client_retry_later(c, failed) == 0)
+			return;
 	}
 	if (c->head_sent || c->resp_started) {
 		client_close(c);

@@ -89,6 +89,27 @@ worker_fwd_put(struct worker *w, char *b)
 	w->freefwd = b;
 }
 
+/* retries.on_status ("502,503,504", checked by conf/) as a bitmap. */
+static void
+worker_retry_statuses(struct worker *w)
+{
+	const char	*p = w->conf->retries.on_status;
+
+	memset(w->retry_status, 0, sizeof(w->retry_status));
+	while (*p != '\0') {
+		char	*end;
+		long	 v = strtol(p, &end, 10);
+
+		if (end == p) {
+			p++;
+			continue;
+		}
+		if (v >= 100 && v < 600)
+			w->retry_status[v / 8] |= (uint8_t)(1u << (v % 8));
+		p = end;
+	}
+}
+
 /*
  * Re-read the table after a generation change: descriptors are copied out
  * under their seqlocks, pools rebuilt, and idle connections to a backend
@@ -308,6 +329,12 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	w.fwdsz = cf->retries.buffer > WORKER_BUFSZ ? cf->retries.buffer : WORKER_BUFSZ;
 	w.fwdsz += 1024;
 	w.alog_fd = -1;
+	worker_retry_statuses(&w);
+	if ((w.backup_pool = calloc(cf->npools ? cf->npools : 1, sizeof(int))) == NULL)
+		fatal("worker: calloc");
+	for (i = 0; i < cf->npools; i++)
+		w.backup_pool[i] = cf->pools[i].backup_pool[0] ?
+		    conf_pool_find(cf, cf->pools[i].backup_pool) : -1;
 	accesslog_open(&w);	/* as root: the log directory need not be the user's */
 	if (priv != NULL && priv_drop(priv) == -1)
 		return 1;

@@ -78,7 +78,12 @@ struct client {
 				 resp_done:1, head_sent:1, http10:1,
 				 resp_close:1, is_head:1, idempotent:1,
 				 started:1, chunk_open:1, hup:1,
-				 admin:1, admin_pending:1, trailers:1;
+				 admin:1, admin_pending:1, trailers:1,
+				 queued:1, retry_wait:1, on_backup_pool:1,
+				 retried_same:1;
+	int			 fail_slot;	/* backend of the first failed attempt, -1 */
+	uint64_t		 t_fail;	/* ms: that failure */
+	uint64_t		 t_queued;	/* ms: entered the wait queue */
 	char			 trailer_prev;	/* last trailer-section byte seen */
 	uint32_t		 ext_len;	/* bytes of the current chunk-extension name */
 	enum body_kind		 req_body;
@@ -174,6 +179,8 @@ struct worker {
 	char			*freefwd;	/* free list of fwd blocks */
 	size_t			 fwdsz;
 	int			 sigfd;
+	uint8_t			 retry_status[600 / 8];	/* bit per status: retries.on_status */
+	int			*backup_pool;	/* [npools]: index of each pool's backup pool, -1 */
 	int			 alog_fd;	/* access log, -1: off */
 	struct buf		 alog;		/* lines waiting for the next flush */
 	time_t			 alog_sec;	/* second the cached time text is for */
@@ -204,6 +211,8 @@ void	 client_close(struct client *);
 void	 client_reply(struct client *, int status, const char *msg);
 void	 client_settings(llhttp_settings_t *);
 void	 client_queue_run(struct worker *);
+/* No other backend: try slot again after retries.delay.  0 if scheduled. */
+int	 client_retry_later(struct client *, uint32_t slot);
 
 /* upstream.c */
 int	 upstream_attach(struct client *);

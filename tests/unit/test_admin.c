@@ -194,6 +194,12 @@ Test(admin, metrics_totals_distribution_breakers)
 	atomic_store(&shm_slot(shm, 1)->breaker, SHM_BREAKER_OPEN);
 	atomic_store(&shm_slot(shm, 1)->breaker_change_ms, 1752590910000ULL);
 	atomic_store(&shm_slot(shm, 1)->breaker_opens, 5);
+	/* b: 3 requests moved on after failing there, 2 answered elsewhere, 150 ms on average */
+	atomic_store(&shm_ctr(shm, 0, 1)->failovers, 2);
+	atomic_store(&shm_ctr(shm, 1, 1)->failovers, 1);
+	atomic_store(&shm_ctr(shm, 0, 1)->failover_ok, 2);
+	atomic_store(&shm_ctr(shm, 0, 1)->failover_us, 300000);
+	atomic_store(&shm_ctr(shm, 1, 1)->last_failover_ms, 1752590910000ULL);
 	shm_pool_strategy_set(shm, 0, STRAT_WEIGHTED);
 
 	j = admin_metrics_json(&w, shm_mono_ms());
@@ -229,7 +235,11 @@ Test(admin, metrics_totals_distribution_breakers)
 
 	fo = json_object_get(j, "failover_events");
 	cr_assert_eq(num(fo, "total_failovers"), 3);
-	cr_assert(json_is_null(json_object_get(fo, "avg_failover_time_ms")));
+	cr_assert_eq(num(fo, "successful_failovers"), 2);
+	cr_assert_float_eq(num(fo, "avg_failover_time_ms"), 150.0, 0.01);
+	cr_assert_str_eq(json_string_value(json_object_get(fo, "last_failover")),
+	    "2025-07-15T14:48:30.000Z");
+	cr_assert_eq(num(fo, "retries"), 3);
 	cr_assert_not_null(json_object_get(j, "notes"));
 	json_decref(j);
 }

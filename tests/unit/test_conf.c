@@ -370,10 +370,12 @@ Test(conf, example_file)
 
 	c = load_file(EXAMPLE_CONF, NULL, 0);
 	cr_assert_not_null(c, "%s", errbuf);
-	cr_assert_eq(c->npools, 2);
+	cr_assert_eq(c->npools, 3);
 	cr_assert_str_eq(c->pools[0].name, "qdrant");
 	llm = conf_pool_find(c, "llm");
 	cr_assert_eq(llm, 1);
+	cr_assert_str_eq(c->pools[llm].backup_pool, "llm-spare");
+	cr_assert_str_eq(c->retries.on_status, "502,503,504");
 	cr_assert_eq(c->pools[llm].strategy, STRAT_MODEL);
 	cr_assert_eq(c->pools[llm].base_strategy, STRAT_LEAST_LATENCY);
 	cr_assert_eq(c->pools[0].backends[1].backup, 1);
