@@ -874,6 +874,7 @@ static json_t *
 ctlcmd_log_reopen(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
 {
+	master_log_reopen(m);	/* every worker reopens its access log (SIGUSR1) */
 	return ctlcmd_message(json_pack("{s:b}", "reopened", 1),
 	    "log files reopened");
 }

@@ -157,13 +157,6 @@ main(int argc, char *argv[])
 			log_warn("pidfile %s", m.conf->pidfile);
 		}
 	}
-	if (!foreground) {
-		if (daemon(0, 0) == -1)
-			fatal("daemon");
-		log_init(0, verbose);
-	}
-	if (m.pfh != NULL)
-		pidfile_write(m.pfh);
 	raise_nofile();
 	setproctitle("master");
 	log_procname("master");

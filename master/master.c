@@ -514,6 +514,20 @@ master_main(struct master *m)
 		return 1;
 	m->syncer_fd = -1;
 	m->control_fd = -1;
+	/*
+	 * Detach only now: a busy port or a bad user fails the start itself,
+	 * with the reason on the operator's terminal (nginx does the same).
+	 * The control socket comes after: daemon() forks, and the control
+	 * code closes its descriptors in every forked child.
+	 */
+	if (!m->foreground) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		log_init(0, m->verbose);
+		log_procname("master");
+	}
+	if (m->pfh != NULL)
+		pidfile_write(m->pfh);
 	if (m->conf->control.socket[0] != '\0' && control_init(m) == -1)
 		log_warnx("master: no control socket; routerctl will not reach this routerd");
 

@@ -9,6 +9,8 @@ PKGS="$PKGS nginx-light haproxy wrk varnish apache2-utils"
 PKGS="$PKGS etcd-server etcd-client"
 # Two independent Prometheus text parsers for the /metrics test: promtool and prometheus_client.
 PKGS="$PKGS prometheus python3-prometheus-client"
+# make deb and its test (tests/integration/test_package.py): debhelper, lintian, logrotate.
+PKGS="$PKGS debhelper lintian logrotate"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
