@@ -583,6 +583,9 @@ req_on_headers_complete(llhttp_t *p)
 	} else if (c->req_body == BODY_CHUNKED)
 		buf_puts(f, "Transfer-Encoding: chunked\r\n");
 	buf_puts(f, "\r\n");
+	c->fwd_head = (uint32_t)f->wpos;
+	c->local_models = p->method == HTTP_GET && plen >= 10 &&
+	    memcmp(path, "/v1/models", 10) == 0 && (plen == 10 || path[10] == '?');
 	c->fwd_whole = 1;
 	c->body_len = 0;
 	c->close_after = ct.close || (c->http10 && !ct.keepalive) ||
@@ -970,9 +973,20 @@ client_parse(struct client *c)
 		client_reply(c, st, client_status_msg(st));
 		return c->closed ? -1 : 1;
 	}
-	if ((c->phase == CP_BODY || c->phase == CP_SENT) && !c->started) {
+	if ((c->phase == CP_BODY || c->phase == CP_SENT) && !c->started &&
+	    (c->msg_done || !models_wanted(c))) {
 		c->started = 1;
 		client_start(c);
+	} else if (!c->started && c->expect_100 && c->phase == CP_BODY &&
+	    models_wanted(c)) {
+		/* model routing reads the body first: the client may send it now */
+		if (c->out.data == NULL && (c->out.data = worker_buf_get(c->w)) == NULL) {
+			client_close(c);
+			return -1;
+		}
+		c->out.cap = WORKER_BUFSZ;
+		buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+		c->expect_100 = 0;
 	} else if (c->admin && c->msg_done && !c->resp_done && !c->admin_pending &&
 	    c->phase != CP_REPLY && !c->closed)
 		client_admin_start(c);	/* an admin body finished arriving */
@@ -1208,10 +1222,16 @@ client_start(struct client *c)
 	c->attempts = 0;
 	c->status = 0;
 	ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
+	if (c->local_models) {
+		models_list(c);
+		return;
+	}
 	if (c->pool == -1) {
 		client_reply(c, 404, client_status_msg(404));
 		return;
 	}
+	if (c->msg_done && models_wanted(c) && models_route(c) == -1)
+		return;
 	if (upstream_attach(c) == -1) {
 		client_no_backend(c);
 		return;

@@ -7,6 +7,42 @@
 
 #include "worker/worker.h"
 
+/*
+ * reply_json() appends a complete response with root as its body
+ * (jansson writes it).  0, or -1 if b cannot hold it.
+ */
+int
+reply_json(struct buf *b, int status, json_t *root, int close, const char *rid)
+{
+	char	*body;
+	int	 n;
+	size_t	 blen;
+
+	if ((body = json_dumps(root, JSON_COMPACT)) == NULL)
+		return -1;
+	blen = strlen(body);
+	if (worker_buf_grow(b, blen + 512) == -1) {
+		free(body);
+		return -1;
+	}
+	n = snprintf(b->data + b->wpos, buf_room(b),
+	    "HTTP/1.1 %d %s\r\n"
+	    "Server: routerd\r\n"
+	    "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "%s%s%s%s"
+	    "\r\n%s\n",
+	    status, reply_reason(status), blen + 1,
+	    close ? "Connection: close\r\n" : "",
+	    rid && rid[0] ? "X-Request-Id: " : "", rid && rid[0] ? rid : "",
+	    rid && rid[0] ? "\r\n" : "", body);
+	free(body);
+	if (n < 0 || (size_t)n >= buf_room(b))
+		return -1;
+	b->wpos += (size_t)n;
+	return 0;
+}
+
 const char *
 reply_reason(int status)
 {

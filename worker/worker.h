@@ -80,7 +80,8 @@ struct client {
 				 started:1, chunk_open:1, hup:1,
 				 admin:1, admin_pending:1, trailers:1,
 				 queued:1, retry_wait:1, on_backup_pool:1,
-				 retried_same:1;
+				 retried_same:1, local_models:1;
+	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
 	int			 fail_slot;	/* backend of the first failed attempt, -1 */
 	uint64_t		 t_fail;	/* ms: that failure */
 	uint64_t		 t_queued;	/* ms: entered the wait queue */
@@ -230,5 +231,13 @@ void	 accesslog_flush(struct worker *);
 const char *reply_reason(int status);
 int	 reply_build(struct buf *, int status, const char *msg, int close,
 	    const char *rid);
+struct json_t;
+int	 reply_json(struct buf *, int status, struct json_t *root, int close,
+	    const char *rid);
+
+/* models.c: model routing and the proxy's own GET /v1/models */
+int	 models_wanted(struct client *);
+int	 models_route(struct client *);
+void	 models_list(struct client *);
 
 #endif
