@@ -157,14 +157,15 @@ shm_create(uint32_t max_backends, uint32_t max_workers, int *fdp)
 		 */
 		(void)fcntl(fd, F_ADD_SEALS,
 		    F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-		p = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		    fd, 0);
+		/* populated now: first-touch faults belong to start-up, not to a registry apply */
+		p = mmap(NULL, l.size, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_POPULATE, fd, 0);
 		if (p == MAP_FAILED)
 			goto fail;
 	} else {
 		/* No memfd (old kernel, seccomp): fork still shares this. */
 		p = mmap(NULL, l.size, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		    MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 		if (p == MAP_FAILED)
 			return (NULL);
 	}

@@ -52,7 +52,7 @@ syncer_map(size_t size)
 {
 	void	*p;
 
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
 	    -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
