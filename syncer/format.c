@@ -588,6 +588,208 @@ revision_of(json_t *root, uint64_t *rev)
 	return *s == '\0' || *end != '\0' || errno != 0 ? -1 : 0;
 }
 
+/* Count one parsed record into the set. */
+static int
+syncer_take(const struct conf *cf, json_t *item, struct syncer_set *set)
+{
+	struct syncer_svc	*s;
+	int			 rc;
+
+	if ((s = syncer_set_next(set)) == NULL)
+		return -1;
+	if (cf->registry.format == REGISTRY_SIMPLE)
+		rc = parse_simple(cf, item, s);
+	else
+		rc = parse_mech(cf, item, s);
+	if (rc == REC_TAKEN)
+		set->n++;
+	else if (rc == REC_FILTERED)
+		set->filtered++;
+	else
+		set->skipped++;
+	return 0;
+}
+
+static const char *
+json_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/*
+ * One JSON value at p, decoded alone: jansson stops after it and says how
+ * many bytes it took.  NULL on a syntax error (err filled).
+ */
+static json_t *
+json_one(const char **pp, const char *end, char *err, size_t errlen,
+    const char *body)
+{
+	json_error_t	 jerr;
+	json_t		*v;
+
+	v = json_loadb(*pp, (size_t)(end - *pp),
+	    JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &jerr);
+	if (v == NULL) {
+		snprintf(err, errlen, "invalid JSON at byte %zu: %s",
+		    (size_t)(*pp - body) + (size_t)jerr.position, jerr.text);
+		return NULL;
+	}
+	*pp += jerr.position;
+	return v;
+}
+
+/*
+ * The HTTP formats' answers, read as a stream: the top-level object (or,
+ * for "simple", possibly a bare array) is walked key by key, and the
+ * services array is decoded one record at a time, each freed before the
+ * next.  A 10,000-service answer then never holds more than one record's
+ * objects (the whole document in jansson is some 40 MiB), which is most of
+ * a first pull's time.  Any syntax error anywhere rejects the answer whole,
+ * as decoding it at once would.  0, or -1 with err.
+ */
+static int
+syncer_parse_stream(const struct conf *cf, const char *body, size_t len,
+    struct syncer_set *set, char *err, size_t errlen)
+{
+	const char	*p = body, *end = body + len;
+	int		 fmt = cf->registry.format, seen_list = 0, success = 1;
+	int		 top_array;
+
+	p = json_ws(p, end);
+	if (p == end || (*p != '{' && *p != '[')) {
+		snprintf(err, errlen, "the answer is not a JSON object");
+		return -1;
+	}
+	top_array = *p == '[';
+	/*
+	 * One allocation for the set instead of a doubling (and a copy) per
+	 * power of two: a record of these formats takes some 250 bytes or
+	 * more of JSON, so this is a close upper bound (and no more than the
+	 * table can hold: past that the set still grows, but nothing applies).
+	 */
+	if (syncer_set_reserve(set, len / 250 + 16 < (size_t)cf->max_backends + 16 ?
+	    len / 250 + 16 : (size_t)cf->max_backends + 16) == -1) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (top_array && fmt != REGISTRY_SIMPLE) {
+		snprintf(err, errlen, "no services array in the answer");
+		return -1;
+	}
+	p++;
+	for (;;) {
+		json_t	*key = NULL, *v;
+		int	 is_list;
+
+		p = json_ws(p, end);
+		if (p < end && *p == (top_array ? ']' : '}')) {
+			p++;
+			break;
+		}
+		if (!top_array) {
+			if ((key = json_one(&p, end, err, errlen, body)) == NULL)
+				return -1;
+			if (!json_is_string(key)) {
+				json_decref(key);
+				snprintf(err, errlen, "invalid JSON: object key is not a string");
+				return -1;
+			}
+			p = json_ws(p, end);
+			if (p == end || *p != ':') {
+				json_decref(key);
+				snprintf(err, errlen, "invalid JSON: ':' expected at byte %zu",
+				    (size_t)(p - body));
+				return -1;
+			}
+			p = json_ws(p + 1, end);
+		}
+		is_list = top_array || strcmp(json_string_value(key), "services") == 0;
+		if (is_list && !top_array && p < end && *p == '[' && !seen_list) {
+			/* the services: one record at a time */
+			seen_list = 1;
+			p++;
+			for (;;) {
+				json_t *item;
+
+				p = json_ws(p, end);
+				if (p < end && *p == ']') {
+					p++;
+					break;
+				}
+				if ((item = json_one(&p, end, err, errlen, body)) == NULL) {
+					json_decref(key);
+					return -1;
+				}
+				if (syncer_take(cf, item, set) == -1) {
+					json_decref(item);
+					json_decref(key);
+					snprintf(err, errlen, "out of memory");
+					return -1;
+				}
+				json_decref(item);
+				arena_rewind();
+				p = json_ws(p, end);
+				if (p < end && *p == ',')
+					p++;
+				else if (p >= end || *p != ']') {
+					json_decref(key);
+					snprintf(err, errlen, "invalid JSON: ',' or ']' expected "
+					    "at byte %zu", (size_t)(p - body));
+					return -1;
+				}
+			}
+		} else if (top_array) {
+			/* a bare array of services ("simple"): each element is a record */
+			seen_list = 1;
+			if ((v = json_one(&p, end, err, errlen, body)) == NULL)
+				return -1;
+			if (syncer_take(cf, v, set) == -1) {
+				json_decref(v);
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			json_decref(v);
+			arena_rewind();
+		} else {
+			if ((v = json_one(&p, end, err, errlen, body)) == NULL) {
+				json_decref(key);
+				return -1;
+			}
+			if (strcmp(json_string_value(key), "success") == 0 &&
+			    !json_is_true(v))
+				success = 0;
+			if (is_list)
+				seen_list = -1;		/* "services" that is not an array */
+			json_decref(v);
+		}
+		json_decref(key);
+		p = json_ws(p, end);
+		if (p < end && *p == ',')
+			p++;
+		else if (p >= end || *p != (top_array ? ']' : '}')) {
+			snprintf(err, errlen, "invalid JSON: ',' expected at byte %zu",
+			    (size_t)(p - body));
+			return -1;
+		}
+	}
+	if (json_ws(p, end) != end) {
+		snprintf(err, errlen, "invalid JSON: data after the answer at byte %zu",
+		    (size_t)(p - body));
+		return -1;
+	}
+	if (fmt == REGISTRY_MECH_COMPUTE && !success) {
+		snprintf(err, errlen, "registry answered success: false");
+		return -1;
+	}
+	if (seen_list != 1) {
+		snprintf(err, errlen, "no services array in the answer");
+		return -1;
+	}
+	return 0;
+}
+
 int
 syncer_parse(const struct conf *cf, const char *body, size_t len,
     struct syncer_set *set, char *err, size_t errlen)
@@ -597,6 +799,11 @@ syncer_parse(const struct conf *cf, const char *body, size_t len,
 	size_t		 i;
 	int		 fmt = cf->registry.format, rc;
 
+	if (fmt != REGISTRY_ETCD) {
+		rc = syncer_parse_stream(cf, body, len, set, err, errlen);
+		arena_rewind();
+		return rc;
+	}
 	if ((root = json_loadb(body, len, 0, &jerr)) == NULL) {
 		snprintf(err, errlen, "invalid JSON at line %d column %d: %s",
 		    jerr.line, jerr.column, jerr.text);
