@@ -242,36 +242,32 @@ pick_weighted_sched(struct wview *v, struct wpool *p, const struct bal_filter *f
 	return pick_weighted(v, p, f);
 }
 
-/* Fewest in-flight over all workers; ties broken in turn from a moving start. */
-static int
-pick_least_conn(struct wview *v, struct wpool *p, const struct bal_filter *f)
+/* least_connections: in-flight requests summed over every worker's stripe. */
+static uint64_t
+cost_inflight(struct wview *v, uint32_t slot)
 {
-	int64_t		 bestn = INT64_MAX;
-	int		 best = -1;
-	size_t		 i, bi = 0, start = p->n ? p->rr % p->n : 0;
+	int64_t n = balance_inflight(v, slot);
 
-	for (i = 0; i < p->n; i++) {
-		size_t		k = (start + i) % p->n;
-		uint32_t	slot = p->idx[k];
-		int64_t		n;
-
-		if (!balance_ok(v, slot, f))
-			continue;
-		n = balance_inflight(v, slot);
-		if (n < bestn) {
-			bestn = n;
-			best = (int)slot;
-			bi = k;
-		}
-	}
-	/* ties in turn: the next scan starts just after the one chosen */
-	if (best != -1)
-		p->rr = (uint32_t)(bi + 1);
-	return best;
+	return n > 0 ? (uint64_t)n : 0;
 }
 
+/* least_latency: latency EWMA x (in-flight + 1), so a fast backend is not flooded. */
+static uint64_t
+cost_latency(struct wview *v, uint32_t slot)
+{
+	uint64_t lat = atomic_load_explicit(&shm_slot(v->shm, slot)->lat_ewma_us,
+	    memory_order_relaxed);
+
+	return (lat ? lat : 1) * (cost_inflight(v, slot) + 1);
+}
+
+/*
+ * The eligible member with the lowest cost.  Ties go in turn: the scan
+ * starts just after the member chosen last, and the first lowest wins.
+ */
 static int
-pick_least_latency(struct wview *v, struct wpool *p, const struct bal_filter *f)
+pick_lowest(struct wview *v, struct wpool *p, const struct bal_filter *f,
+    uint64_t (*cost)(struct wview *, uint32_t))
 {
 	uint64_t	 bestc = UINT64_MAX;
 	int		 best = -1;
@@ -280,15 +276,13 @@ pick_least_latency(struct wview *v, struct wpool *p, const struct bal_filter *f)
 	for (i = 0; i < p->n; i++) {
 		size_t		k = (start + i) % p->n;
 		uint32_t	slot = p->idx[k];
-		uint64_t	lat, cost;
+		uint64_t	c;
 
 		if (!balance_ok(v, slot, f))
 			continue;
-		lat = atomic_load_explicit(&shm_slot(v->shm, slot)->lat_ewma_us,
-		    memory_order_relaxed);
-		cost = (lat ? lat : 1) * (uint64_t)(balance_inflight(v, slot) + 1);
-		if (cost < bestc) {
-			bestc = cost;
+		c = cost(v, slot);
+		if (best == -1 || c < bestc) {
+			bestc = c;
 			best = (int)slot;
 			bi = k;
 		}
@@ -356,11 +350,11 @@ pick_with(struct wview *v, struct wpool *p, uint32_t strategy,
 	case STRAT_WEIGHTED:
 		return pick_weighted_sched(v, p, f);
 	case STRAT_LEAST_CONN:
-		return pick_least_conn(v, p, f);
+		return pick_lowest(v, p, f, cost_inflight);
 	case STRAT_POWER_OF_TWO:
 		return pick_p2c(v, p, f);
 	case STRAT_LEAST_LATENCY:
-		return pick_least_latency(v, p, f);
+		return pick_lowest(v, p, f, cost_latency);
 	case STRAT_RANDOM:
 		return pick_random(v, p, f);
 	case STRAT_ROUND_ROBIN:
