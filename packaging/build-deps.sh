@@ -11,6 +11,8 @@ PKGS="$PKGS etcd-server etcd-client"
 PKGS="$PKGS prometheus python3-prometheus-client"
 # make deb and its test (tests/integration/test_package.py): debhelper, lintian, logrotate.
 PKGS="$PKGS debhelper lintian logrotate"
+# Base tools the tests call (ss, pgrep, setpriv; adduser for the package): in the stock image, listed anyway.
+PKGS="$PKGS iproute2 procps util-linux adduser"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
