@@ -291,9 +291,11 @@ master_stripe_reset(struct master *m, uint32_t stripe)
 	uint32_t	i, n;
 
 	n = atomic_load_explicit(&m->shm->nslots, memory_order_acquire);
+	/* the dead worker wrote this stripe; now we do, logged like any change */
 	for (i = 0; i < n; i++)
-		atomic_store_explicit(&shm_ctr(m->shm, stripe, i)->inflight, 0,
-		    memory_order_relaxed);
+		if (atomic_load_explicit(&shm_ctr(m->shm, stripe, i)->inflight,
+		    memory_order_relaxed) != 0)
+			shm_inflight_set(m->shm, stripe, i, 0);
 }
 
 /* Reap children; a worker that died on its own is respawned with back-off. */

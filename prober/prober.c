@@ -90,7 +90,7 @@ prober_slot_of_timer(struct ev_timer *t)
 
 /* A slot's prober words as for a backend nobody has checked yet. */
 static void
-prober_words_reset(struct shm_slot *s)
+prober_words_reset(struct shm_hdr *h, struct shm_slot *s)
 {
 	atomic_store_explicit(&s->breaker, SHM_BREAKER_CLOSED, memory_order_release);
 	atomic_store_explicit(&s->trial_tickets, 0, memory_order_relaxed);
@@ -104,6 +104,8 @@ prober_words_reset(struct shm_slot *s)
 	atomic_store_explicit(&s->last_check_ms, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->last_change_ms, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->breaker_change_ms, 0, memory_order_relaxed);
+	shm_state_touch(h);
+	shm_lat_touch(h);
 }
 
 /*
@@ -174,6 +176,7 @@ prober_breaker_publish(struct prober *p, struct pslot *ps,
 		atomic_store_explicit(&s->breaker_change_ms, shm_now_ms(),
 		    memory_order_relaxed);
 		atomic_store_explicit(&s->breaker, out->state, memory_order_release);
+		shm_state_touch(p->h);
 	}
 	if (out->set_tickets && out->state != SHM_BREAKER_HALF_OPEN)
 		atomic_store_explicit(&s->trial_tickets, 0, memory_order_release);
@@ -292,7 +295,12 @@ prober_result(struct pslot *ps, int ok, uint32_t lat_us, const char *why)
 	ps->unchecked = 0;
 	if (ok) {
 		lat_add(&ps->lw, lat_us);
-		atomic_store_explicit(&s->lat_ewma_us, ps->lw.ewma, memory_order_relaxed);
+		if (atomic_load_explicit(&s->lat_ewma_us, memory_order_relaxed) !=
+		    ps->lw.ewma) {
+			atomic_store_explicit(&s->lat_ewma_us, ps->lw.ewma,
+			    memory_order_relaxed);
+			shm_lat_touch(p->h);
+		}
 		atomic_store_explicit(&s->lat_p50_us, lat_pct(&ps->lw, 50),
 		    memory_order_relaxed);
 		atomic_store_explicit(&s->lat_p99_us, lat_pct(&ps->lw, 99),
@@ -303,6 +311,7 @@ prober_result(struct pslot *ps, int ok, uint32_t lat_us, const char *why)
 	if (health_result(&ps->hs, ok, (uint32_t)p->cf->health.fall,
 	    (uint32_t)p->cf->health.rise)) {
 		atomic_store_explicit(&s->health, ps->hs.state, memory_order_release);
+		shm_state_touch(p->h);
 		atomic_store_explicit(&s->last_change_ms, shm_now_ms(),
 		    memory_order_relaxed);
 		if (ps->hs.state == SHM_HEALTH_DOWN)
@@ -397,7 +406,7 @@ prober_slot_new(struct prober *p, struct pslot *ps, const struct shm_desc *d)
 	checked = atomic_load_explicit(&s->last_check_ms, memory_order_relaxed);
 	changed = atomic_load_explicit(&s->breaker_change_ms, memory_order_relaxed);
 	if (p->started || (checked < d->added_ms && changed < d->added_ms)) {
-		prober_words_reset(s);
+		prober_words_reset(p->h, s);
 		/* the counters are this backend's only if we just started */
 		breaker_init(&ps->br, SHM_BREAKER_CLOSED, p->loop.now, &in,
 		    p->started);
@@ -419,6 +428,7 @@ prober_slot_new(struct prober *p, struct pslot *ps, const struct shm_desc *d)
 		/* no checks: nothing may hold a backend down that no check will raise */
 		memset(&ps->hs, 0, sizeof(ps->hs));
 		atomic_store_explicit(&s->health, SHM_HEALTH_UNKNOWN, memory_order_release);
+		shm_state_touch(p->h);
 		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->oks, 0, memory_order_relaxed);
 		return;
@@ -451,7 +461,7 @@ prober_refresh(struct prober *p)
 		if (!(d.flags & SHM_F_INUSE)) {
 			if (ps->inuse) {
 				prober_slot_stop(p, ps);
-				prober_words_reset(shm_slot(p->h, i));
+				prober_words_reset(p->h, shm_slot(p->h, i));
 			}
 			continue;
 		}

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			2u
+#define SHM_ABI			3u
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -19,6 +19,7 @@
 #define SHM_WORKERS_MAX		64
 #define SHM_LAT_BUCKETS		16
 #define SHM_CACHELINE		64
+#define SHM_INLOG_LEN		4096		/* entries in a stripe's in-flight log, a power of two */
 
 enum shm_health {
 	SHM_HEALTH_UNKNOWN = 0,		/* no check finished yet: eligible */
@@ -127,6 +128,20 @@ struct shm_counters {
 	_Atomic uint64_t last_failover_ms;	/* CLOCK_REALTIME ms of the last success */
 };
 
+/*
+ * A stripe's in-flight log: every change of an in-flight word of the
+ * stripe, in order, as (slot << 32 | new value).  Written by the stripe's
+ * writer only (its worker, or the master once that worker is dead and
+ * reaped): the entry first, then head with release.  A reader that keeps
+ * a sum of in-flight per backend applies the entries past the head it saw
+ * last instead of re-reading every backend's stripes; one that fell more
+ * than SHM_INLOG_LEN entries behind re-reads the stripe instead.
+ */
+struct shm_inlog {
+	alignas(SHM_CACHELINE) _Atomic uint64_t head;	/* entries ever written */
+	alignas(SHM_CACHELINE) _Atomic uint64_t ent[SHM_INLOG_LEN];
+};
+
 /* A pool: name written by the master before publishing gen; strategy by anyone who owns the change (master/control). */
 struct shm_pool {
 	alignas(SHM_CACHELINE) _Atomic uint32_t strategy;	/* enum conf_strategy */
@@ -173,6 +188,7 @@ struct shm_hdr {
 	uint32_t	 max_workers;
 	uint64_t	 slots_off;		/* offset of slots[max_backends] */
 	uint64_t	 counters_off;		/* offset of counters[max_workers][max_backends] */
+	uint64_t	 inlog_off;		/* offset of inlog[max_workers] */
 	uint64_t	 created_ms;
 
 	alignas(SHM_CACHELINE) _Atomic uint64_t gen;
@@ -181,7 +197,15 @@ struct shm_hdr {
 	_Atomic uint32_t mseq;			/* master only: seqlock over models[] and pool names */
 	_Atomic uint32_t verbose;		/* master only: log level every process follows */
 
-	struct shm_pool	 pools[SHM_POOLS_MAX];
+	/*
+	 * prober only: bumped (release) after it changes any slot's health
+	 * or breaker word (state_seq) or latency EWMA (lat_seq), so a worker
+	 * that ranks backends knows when its cached ranking went stale.
+	 */
+	alignas(SHM_CACHELINE) _Atomic uint64_t state_seq;
+	_Atomic uint64_t lat_seq;
+
+	alignas(SHM_CACHELINE) struct shm_pool pools[SHM_POOLS_MAX];
 	struct shm_worker workers[SHM_WORKERS_MAX];
 	struct shm_model models[SHM_MODELS_MAX];
 	struct shm_poolq poolq[SHM_WORKERS_MAX][SHM_POOLS_MAX];
@@ -189,6 +213,8 @@ struct shm_hdr {
 
 _Static_assert(sizeof(struct shm_slot) % SHM_CACHELINE == 0, "slot not cache-line sized");
 _Static_assert(sizeof(struct shm_counters) % SHM_CACHELINE == 0, "counters not cache-line sized");
+_Static_assert(sizeof(struct shm_inlog) % SHM_CACHELINE == 0, "inlog not cache-line sized");
+_Static_assert((SHM_INLOG_LEN & (SHM_INLOG_LEN - 1)) == 0, "inlog length not a power of two");
 _Static_assert(sizeof(struct shm_hdr) % SHM_CACHELINE == 0, "header not cache-line sized");
 _Static_assert(alignof(struct shm_slot) == SHM_CACHELINE, "slot alignment");
 _Static_assert(sizeof(struct shm_desc) < 1024, "descriptor too large");

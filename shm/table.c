@@ -57,6 +57,7 @@ static const uint64_t shm_lat_le_us[SHM_LAT_BUCKETS] = {
 struct shm_layout {
 	size_t	 slots_off;
 	size_t	 counters_off;
+	size_t	 inlog_off;
 	size_t	 size;
 };
 
@@ -104,7 +105,11 @@ shm_layout(uint32_t max_backends, uint32_t max_workers, struct shm_layout *l)
 	    &stripes) ||
 	    __builtin_mul_overflow(stripes, sizeof(struct shm_counters),
 	    &counters) ||
-	    __builtin_add_overflow(l->counters_off, counters, &end) ||
+	    __builtin_add_overflow(l->counters_off, counters, &end))
+		return (-1);
+	l->inlog_off = shm_roundup(end, SHM_CACHELINE);
+	if (__builtin_add_overflow(l->inlog_off,
+	    (size_t)max_workers * sizeof(struct shm_inlog), &end) ||
 	    end > SIZE_MAX - (size_t)pg)
 		return (-1);
 	l->size = shm_roundup(end, (size_t)pg);
@@ -178,6 +183,7 @@ shm_create(uint32_t max_backends, uint32_t max_workers, int *fdp)
 	h->max_workers = max_workers;
 	h->slots_off = l.slots_off;
 	h->counters_off = l.counters_off;
+	h->inlog_off = l.inlog_off;
 	h->created_ms = shm_now_ms();
 	/* Nothing forked yet, but publish the header as a release anyway. */
 	atomic_store_explicit(&h->gen, 0, memory_order_release);
@@ -223,7 +229,8 @@ shm_check(const struct shm_hdr *h, size_t maplen)
 	if (shm_layout(h->max_backends, h->max_workers, &l) == -1)
 		return (-1);
 	if (h->size != maplen || h->size != l.size ||
-	    h->slots_off != l.slots_off || h->counters_off != l.counters_off)
+	    h->slots_off != l.slots_off || h->counters_off != l.counters_off ||
+	    h->inlog_off != l.inlog_off)
 		return (-1);
 	return (0);
 }

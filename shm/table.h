@@ -61,11 +61,58 @@ shm_ctr_add(_Atomic uint64_t *c, uint64_t v)
 	    memory_order_relaxed);
 }
 
-static inline void
-shm_ctr_inflight_add(_Atomic int64_t *c, int64_t v)
+static inline struct shm_inlog *
+shm_inlog(struct shm_hdr *h, uint32_t stripe)
 {
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+	return (struct shm_inlog *)((char *)h + h->inlog_off) + stripe;
+}
+
+/* A log entry: the slot and the in-flight word's new value. */
+#define SHM_INLOG_ENT(slot, v)	((uint64_t)(slot) << 32 | (uint32_t)(int32_t)(v))
+#define SHM_INLOG_SLOT(e)	((uint32_t)((e) >> 32))
+#define SHM_INLOG_VAL(e)	((int32_t)(uint32_t)(e))
+
+/*
+ * Set the in-flight word of (stripe, slot) and log the change.  Only the
+ * stripe's writer may call it.  The release fence keeps the entry behind
+ * the previous head: a reader that sees this entry overwrite an old one
+ * also sees a head that tells it so (the seqlock argument, per entry).
+ */
+static inline void
+shm_inflight_set(struct shm_hdr *h, uint32_t stripe, uint32_t slot, int64_t v)
+{
+	struct shm_inlog	*l = shm_inlog(h, stripe);
+	uint64_t		 pos;
+
+	pos = atomic_load_explicit(&l->head, memory_order_relaxed);
+	atomic_store_explicit(&shm_ctr(h, stripe, slot)->inflight, v,
 	    memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&l->ent[pos & (SHM_INLOG_LEN - 1)],
+	    SHM_INLOG_ENT(slot, v), memory_order_relaxed);
+	atomic_store_explicit(&l->head, pos + 1, memory_order_release);
+}
+
+static inline void
+shm_inflight_add(struct shm_hdr *h, uint32_t stripe, uint32_t slot, int64_t d)
+{
+	shm_inflight_set(h, stripe, slot, atomic_load_explicit(
+	    &shm_ctr(h, stripe, slot)->inflight, memory_order_relaxed) + d);
+}
+
+/* Prober only: say that health/breaker words (or latency EWMAs) changed. */
+static inline void
+shm_state_touch(struct shm_hdr *h)
+{
+	atomic_store_explicit(&h->state_seq, atomic_load_explicit(&h->state_seq,
+	    memory_order_relaxed) + 1, memory_order_release);
+}
+
+static inline void
+shm_lat_touch(struct shm_hdr *h)
+{
+	atomic_store_explicit(&h->lat_seq, atomic_load_explicit(&h->lat_seq,
+	    memory_order_relaxed) + 1, memory_order_release);
 }
 
 /* Sum of in-flight requests at a slot over every worker's stripe. */

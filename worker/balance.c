@@ -176,6 +176,16 @@ balance_pool_changed(struct wpool *p)
 	p->nsched = 0;
 	p->spos = 0;
 	p->sched_state = 0;
+	p->tvalid = 0;
+}
+
+void
+balance_slot_changed(struct wview *v, uint32_t slot)
+{
+	const struct wbe *b = &v->be[slot];
+
+	if (b->pool < v->npools)
+		v->pools[b->pool].tvalid = 0;
 }
 
 /*
@@ -293,6 +303,327 @@ pick_lowest(struct wview *v, struct wpool *p, const struct bal_filter *f,
 }
 
 /*
+ * Ranked picks.  The scan above reads every member's stripes: over a
+ * thousand backends that is thousands of cache lines per request.  The
+ * same answer comes from two structures a worker keeps for itself:
+ *
+ * - tot[slot], in-flight summed over the stripes, brought up to date at
+ *   each ranked pick by applying what the stripes' logs say changed since
+ *   the last one (a stripe whose log lapped us is re-read whole);
+ * - per pool, a min-tree of the members' costs, the leaf of a member
+ *   updated when its tot changes, rebuilt when anything else a cost or
+ *   eligibility depends on may have changed: the view (membership,
+ *   flags), the prober's health and breaker words (state_seq), the
+ *   latency EWMAs (lat_seq, least_latency only), the strategy.
+ *
+ * A pick is then the tree's root and one walk to the first member at or
+ * after the turn cursor with that cost: the scan's answer, ties in turn
+ * included, in O(log n).  Requests the tree cannot answer (a retry that
+ * excludes backends, a model or region filter, a queue's ignore_full,
+ * the backup tier, a half-open member) take the scan.
+ */
+#define RANK_NONE	UINT64_MAX
+#define RANK_SLOW	(-2)		/* the tree cannot answer: scan */
+
+static void
+rank_invalidate(struct wview *v, int lat_only)
+{
+	size_t	i;
+
+	for (i = 0; i < v->npools; i++)
+		if (!lat_only || v->pools[i].tstrat == STRAT_LEAST_LATENCY)
+			v->pools[i].tvalid = 0;
+}
+
+static int
+rank_alloc(struct wview *v)
+{
+	size_t	nb = v->shm->max_backends;
+
+	v->tot = calloc(nb, sizeof(*v->tot));
+	v->sval = calloc(nb * v->nstripes, sizeof(*v->sval));
+	v->seen = calloc(v->nstripes ? v->nstripes : 1, sizeof(*v->seen));
+	if (v->tot == NULL || v->sval == NULL || v->seen == NULL) {
+		free(v->tot);
+		free(v->sval);
+		free(v->seen);
+		v->tot = NULL;
+		v->sval = NULL;
+		v->seen = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * What a member's cost depends on besides its in-flight count, read from
+ * the table when its pool's tree is built: its latency EWMA (at least 1),
+ * or 0 when it cannot take a request whatever its load.  A half-open
+ * member marks the pool for scanning.
+ */
+static uint32_t
+rank_base(struct wview *v, struct wpool *p, uint32_t slot)
+{
+	const struct wbe	*b = &v->be[slot];
+	const struct shm_slot	*s;
+	uint32_t		 lat;
+
+	if (!b->inuse ||
+	    (b->flags & (SHM_F_DISABLED | SHM_F_DRAINING | SHM_F_BACKUP)))
+		return 0;
+	s = shm_slot(v->shm, slot);
+	if (atomic_load_explicit(&s->health, memory_order_relaxed) == SHM_HEALTH_DOWN)
+		return 0;
+	switch (atomic_load_explicit(&s->breaker, memory_order_relaxed)) {
+	case SHM_BREAKER_OPEN:
+		return 0;
+	case SHM_BREAKER_HALF_OPEN:
+		p->tslow = 1;
+		return 0;
+	}
+	lat = atomic_load_explicit(&s->lat_ewma_us, memory_order_relaxed);
+	return lat ? lat : 1;
+}
+
+/* The cost the scan would give slot, or RANK_NONE if it could not take a request. */
+static uint64_t
+rank_key(const struct wview *v, uint32_t slot, uint32_t strat)
+{
+	const struct wbe	*b = &v->be[slot];
+	int64_t			 n = v->tot[slot];
+
+	if (b->rlat == 0)
+		return RANK_NONE;
+	if (n < 0)
+		n = 0;
+	if (b->max_conns && n >= b->max_conns)
+		return RANK_NONE;
+	if (strat != STRAT_LEAST_LATENCY)
+		return (uint64_t)n;
+	return (uint64_t)b->rlat * ((uint64_t)n + 1);
+}
+
+static void
+tree_set(struct wpool *p, size_t pos, uint64_t key)
+{
+	uint64_t	*t = p->tree;
+	size_t		 i = p->tcap + pos;
+
+	t[i] = key;
+	for (i >>= 1; i >= 1; i >>= 1) {
+		uint64_t m = t[2 * i] < t[2 * i + 1] ? t[2 * i] : t[2 * i + 1];
+
+		if (t[i] == m)
+			break;
+		t[i] = m;
+	}
+}
+
+static int
+tree_build(struct wview *v, struct wpool *p, uint32_t strat)
+{
+	size_t	cap = 1, k;
+
+	while (cap < p->n)
+		cap <<= 1;
+	if (cap != p->tcap || p->tree == NULL) {
+		uint64_t *t = reallocarray(p->tree, 2 * cap, sizeof(*t));
+
+		if (t == NULL)
+			return -1;
+		p->tree = t;
+		p->tcap = cap;
+	}
+	p->tslow = 0;
+	for (k = 0; k < cap; k++) {
+		uint64_t key = RANK_NONE;
+
+		if (k < p->n) {
+			struct wbe *b = &v->be[p->idx[k]];
+
+			b->ppos = (uint32_t)k;
+			b->rlat = rank_base(v, p, p->idx[k]);
+			key = rank_key(v, p->idx[k], strat);
+		}
+		p->tree[cap + k] = key;
+	}
+	for (k = cap - 1; k >= 1; k--)
+		p->tree[k] = p->tree[2 * k] < p->tree[2 * k + 1] ?
+		    p->tree[2 * k] : p->tree[2 * k + 1];
+	p->tstrat = strat;
+	p->tvalid = 1;
+	return 0;
+}
+
+/*
+ * The first position at or after start whose leaf holds m, the tree's
+ * minimum; -1 if none does.  Climb from the leaf while we are a right
+ * child or our right sibling holds no m; then descend leftmost-first.
+ */
+static long
+tree_first(const struct wpool *p, size_t start, uint64_t m)
+{
+	const uint64_t	*t = p->tree;
+	size_t		 i = p->tcap + start;
+
+	if (t[i] == m)
+		return (long)start;
+	for (; i > 1; i >>= 1)
+		if ((i & 1) == 0 && t[i + 1] == m) {
+			i++;
+			while (i < p->tcap)
+				i = t[2 * i] == m ? 2 * i : 2 * i + 1;
+			return (long)(i - p->tcap);
+		}
+	return -1;
+}
+
+/* A stripe's in-flight word for slot is now val: fix tot and the slot's leaf. */
+static void
+rank_apply(struct wview *v, uint32_t stripe, uint32_t slot, int32_t val,
+    int touch)
+{
+	int32_t		*sv;
+	struct wbe	*b;
+	struct wpool	*p;
+
+	if (slot >= v->shm->max_backends)
+		return;			/* a torn entry; the lap check re-reads */
+	sv = &v->sval[(size_t)stripe * v->shm->max_backends + slot];
+	if (*sv == val)
+		return;
+	v->tot[slot] += val - *sv;
+	*sv = val;
+	b = &v->be[slot];
+	if (!touch || !b->inuse || b->pool >= v->npools)
+		return;
+	p = &v->pools[b->pool];
+	if (p->tvalid && b->ppos < p->n && p->idx[b->ppos] == slot)
+		tree_set(p, b->ppos, rank_key(v, slot, p->tstrat));
+}
+
+/* Re-read a stripe whole (first use, or its log lapped us). */
+static void
+rank_reread(struct wview *v, uint32_t stripe)
+{
+	struct shm_inlog	*l = shm_inlog(v->shm, stripe);
+	uint64_t		 head;
+	uint32_t		 i, n;
+
+	/* head first: the words read after are at least as new, and later entries repeat them */
+	head = atomic_load_explicit(&l->head, memory_order_acquire);
+	for (i = 0, n = v->shm->max_backends; i < n; i++)
+		rank_apply(v, stripe, i, (int32_t)atomic_load_explicit(
+		    &shm_ctr(v->shm, stripe, i)->inflight, memory_order_relaxed), 0);
+	v->seen[stripe] = head;
+	rank_invalidate(v, 0);
+}
+
+/* Apply every stripe's log entries written since the last call. */
+static void
+rank_sync(struct wview *v)
+{
+	uint32_t	s;
+
+	for (s = 0; s < v->nstripes; s++) {
+		struct shm_inlog	*l = shm_inlog(v->shm, s);
+		uint64_t		 from = v->seen[s], head, i;
+
+		head = atomic_load_explicit(&l->head, memory_order_acquire);
+		if (head == from && v->rank_ready)
+			continue;
+		if (head - from >= SHM_INLOG_LEN || !v->rank_ready) {
+			rank_reread(v, s);
+			continue;
+		}
+		for (i = from; i < head; i++) {
+			uint64_t e = atomic_load_explicit(
+			    &l->ent[i & (SHM_INLOG_LEN - 1)], memory_order_relaxed);
+
+			rank_apply(v, s, SHM_INLOG_SLOT(e), SHM_INLOG_VAL(e), 1);
+		}
+		/* the writer may have lapped us while we read: then trust nothing read */
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&l->head, memory_order_relaxed) - from >=
+		    SHM_INLOG_LEN)
+			rank_reread(v, s);
+		else
+			v->seen[s] = head;
+	}
+	v->rank_ready = 1;
+}
+
+static int
+pick_ranked(struct wview *v, struct wpool *p, uint32_t strat,
+    const struct bal_filter *f)
+{
+	uint64_t	 m, seq;
+	long		 pos;
+
+	if (v->rank_off || f->backup || f->local || f->req->nexclude ||
+	    f->req->model >= 0 || f->req->ignore_full)
+		return RANK_SLOW;
+	if (v->tot == NULL && rank_alloc(v) == -1)
+		return RANK_SLOW;
+	rank_sync(v);
+	seq = atomic_load_explicit(&v->shm->state_seq, memory_order_acquire);
+	if (seq != v->state_seen) {
+		v->state_seen = seq;
+		rank_invalidate(v, 0);
+	}
+	seq = atomic_load_explicit(&v->shm->lat_seq, memory_order_acquire);
+	if (seq != v->lat_seen) {
+		v->lat_seen = seq;
+		rank_invalidate(v, 1);
+	}
+	if ((!p->tvalid || p->tstrat != strat) && tree_build(v, p, strat) == -1)
+		return RANK_SLOW;
+	if (p->tslow)
+		return RANK_SLOW;
+	if ((m = p->tree[1]) == RANK_NONE)
+		return -1;
+	if ((pos = tree_first(p, p->rr % p->n, m)) == -1)
+		pos = tree_first(p, 0, m);
+	p->rr = (uint32_t)(pos + 1);
+	return (int)p->idx[pos];
+}
+
+static int
+pick_least(struct wview *v, struct wpool *p, uint32_t strat,
+    const struct bal_filter *f)
+{
+	int	slot;
+
+	if ((slot = pick_ranked(v, p, strat, f)) != RANK_SLOW)
+		return slot;
+	return pick_lowest(v, p, f, strat == STRAT_LEAST_LATENCY ?
+	    cost_latency : cost_inflight);
+}
+
+void
+balance_view_free(struct wview *v)
+{
+	size_t	i;
+
+	for (i = 0; i < v->npools; i++) {
+		free(v->pools[i].tree);
+		v->pools[i].tree = NULL;
+		v->pools[i].tcap = 0;
+		v->pools[i].tvalid = 0;
+		free(v->pools[i].sched);
+		v->pools[i].sched = NULL;
+		v->pools[i].sched_state = 0;
+	}
+	free(v->tot);
+	free(v->sval);
+	free(v->seen);
+	v->tot = NULL;
+	v->sval = NULL;
+	v->seen = NULL;
+	v->rank_ready = 0;
+}
+
+/*
  * Uniform pick among eligible members, other than avoid (-1: none): a few
  * random probes, then, when most members cannot take it, one pass of
  * reservoir sampling, which stays uniform however the eligible ones lie.
@@ -350,11 +681,11 @@ pick_with(struct wview *v, struct wpool *p, uint32_t strategy,
 	case STRAT_WEIGHTED:
 		return pick_weighted_sched(v, p, f);
 	case STRAT_LEAST_CONN:
-		return pick_lowest(v, p, f, cost_inflight);
+		return pick_least(v, p, STRAT_LEAST_CONN, f);
 	case STRAT_POWER_OF_TWO:
 		return pick_p2c(v, p, f);
 	case STRAT_LEAST_LATENCY:
-		return pick_lowest(v, p, f, cost_latency);
+		return pick_least(v, p, STRAT_LEAST_LATENCY, f);
 	case STRAT_RANDOM:
 		return pick_random(v, p, f);
 	case STRAT_ROUND_ROBIN:

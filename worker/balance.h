@@ -18,6 +18,8 @@ struct wbe {
 	uint32_t	 nmodels;
 	uint32_t	 models[SHM_SLOT_MODELS];
 	char		 region[SHM_NAME_MAX];
+	uint32_t	 ppos;		/* its index in its pool's idx[], set with the pool's tree */
+	uint32_t	 rlat;		/* as of that tree: latency EWMA (>= 1), 0 = cannot take requests */
 };
 
 struct wpool {
@@ -33,6 +35,18 @@ struct wpool {
 	size_t		 nsched;
 	size_t		 spos;
 	int		 sched_state;
+	/*
+	 * least_connections/least_latency: a min-tree over the members'
+	 * costs (leaves at tree[tcap + position], UINT64_MAX for a member
+	 * that cannot take a request), valid for strategy tstrat while
+	 * tvalid.  tslow: a member is half-open, whose trial tickets only a
+	 * scan can weigh, so picks scan until the next rebuild.
+	 */
+	uint64_t	*tree;
+	size_t		 tcap;
+	uint32_t	 tstrat;
+	int		 tvalid;
+	int		 tslow;
 };
 
 /* What selection reads: the table for live words, local copies for the rest. */
@@ -44,6 +58,19 @@ struct wview {
 	size_t		 npools;
 	uint64_t	 rng;		/* xorshift state, never 0 */
 	char		 region[SHM_NAME_MAX];
+	/*
+	 * Ranked picks: in-flight per slot summed over every stripe, kept
+	 * current by applying the stripes' in-flight logs (shm_inlog) rather
+	 * than re-reading every backend's stripes at each pick.  Allocated
+	 * at the first ranked pick.
+	 */
+	int32_t		*tot;		/* [max_backends] */
+	int32_t		*sval;		/* [nstripes][max_backends]: last value seen */
+	uint64_t	*seen;		/* [nstripes]: log entries applied */
+	uint64_t	 state_seen;	/* the table's state_seq and lat_seq when trees were built */
+	uint64_t	 lat_seen;
+	int		 rank_ready;	/* every stripe read once */
+	int		 rank_off;	/* 1: always scan (tests compare the two) */
 };
 
 #define BAL_EXCLUDE_MAX	8
@@ -73,7 +100,13 @@ int	 balance_pool_has_model(const struct wview *, uint32_t pool, int model);
 
 uint64_t balance_rand(struct wview *);
 
-/* The pool's members or weights changed: rebuild its weighted cycle on the next pick. */
+/* The pool's members or weights changed: rebuild its weighted cycle and its tree on the next pick. */
 void	 balance_pool_changed(struct wpool *);
+
+/* The view's copy of slot (its flags, max_conns) changed outside a rebuild. */
+void	 balance_slot_changed(struct wview *, uint32_t slot);
+
+/* Free what balance_pick() allocated in the view and its pools. */
+void	 balance_view_free(struct wview *);
 
 #endif

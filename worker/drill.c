@@ -133,6 +133,7 @@ drill_apply(void)
 			if (dr.phase == DP_WINDOW)
 				dr.reapplied++;
 			b->flags |= SHM_F_DISABLED;
+			balance_slot_changed(&dr.w->view, dr.x[i].slot);
 		}
 	}
 }
@@ -152,6 +153,7 @@ drill_restore(void)
 		shm_desc_read(shm_slot(dr.w->shm, dr.x[i].slot), &d);
 		b->flags = (b->flags & ~(uint32_t)SHM_F_DISABLED) |
 		    (d.flags & SHM_F_DISABLED);
+		balance_slot_changed(&dr.w->view, dr.x[i].slot);
 	}
 }
 

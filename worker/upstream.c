@@ -341,9 +341,7 @@ upstream_release(struct upconn *u, int reuse)
 	struct wbackend	*b = &w->wb[u->slot];
 
 	if (c != NULL) {
-		struct shm_counters *k = up_ctr(u);
-
-		shm_ctr_inflight_add(&k->inflight, -1);
+		shm_inflight_add(w->shm, w->index, u->slot, -1);
 		c->up = NULL;
 		u->cl = NULL;
 		if (w->nwait > 0)
@@ -525,7 +523,7 @@ upstream_attach(struct client *c)
 		shm_ctr_add(&k->requests, 1);
 		if (c->attempts > 1)
 			shm_ctr_add(&k->retries, 1);
-		shm_ctr_inflight_add(&k->inflight, 1);
+		shm_inflight_add(u->w->shm, u->w->index, u->slot, 1);
 	}
 	ev_timer_after(&w->loop, &u->timer, u->phase == UP_CONNECTING ?
 	    (uint64_t)w->conf->timeout.connect_ms :

@@ -317,6 +317,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	struct sigwatch	 sig;
 	size_t		 i;
 	uint32_t	 npools = 0;
+	uint64_t	 orphan_check;
 
 	memset(&w, 0, sizeof(w));
 	w.conf = cf;
@@ -406,6 +407,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	atomic_store_explicit(&shm->workers[index].state, 1, memory_order_release);
 	log_debug("worker %u: ready", index);
 
+	orphan_check = 0;
 	while (!w.stop) {
 		if (ev_run_once(&w.loop, 1000) == -1)
 			fatal("worker: epoll_wait");
@@ -419,8 +421,16 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			worker_refresh(&w);
 		if (w.draining && (w.nclients == 0 || w.loop.now >= w.drain_deadline))
 			break;
-		if (getppid() == 1)
-			break;		/* the master is gone */
+		/*
+		 * PDEATHSIG stops us when the master dies; this catches the
+		 * death it cannot (before prctl).  Once a second: a syscall
+		 * per loop turn costs a microsecond on a PTI kernel.
+		 */
+		if (w.loop.now >= orphan_check) {
+			orphan_check = w.loop.now + 1000;
+			if (getppid() == 1)
+				break;		/* the master is gone */
+		}
 	}
 	accesslog_flush(&w);
 	atomic_store_explicit(&shm->workers[index].state, 0, memory_order_relaxed);

@@ -52,6 +52,7 @@ setup(void)
 static void
 teardown(void)
 {
+	balance_view_free(&v);
 	shm_destroy(shm);
 }
 
@@ -67,6 +68,7 @@ add(uint32_t pool, uint32_t slot, uint32_t weight, uint32_t flags)
 	be[slot].weight = weight;
 	be[slot].flags = flags | SHM_F_INUSE;
 	pools[pool].idx[pools[pool].n++] = slot;
+	balance_pool_changed(&pools[pool]);
 	return slot;
 }
 
@@ -83,13 +85,14 @@ strategy(uint32_t pool, uint32_t strat, uint32_t base)
 static void
 inflight(uint32_t slot, uint32_t worker, int64_t n)
 {
-	atomic_store(&shm_ctr(shm, worker, slot)->inflight, n);
+	shm_inflight_set(shm, worker, slot, n);
 }
 
 static void
 health(uint32_t slot, uint32_t h)
 {
 	atomic_store(&shm_slot(shm, slot)->health, h);
+	shm_state_touch(shm);
 }
 
 static void
@@ -97,6 +100,7 @@ breaker(uint32_t slot, uint32_t b, uint32_t tickets)
 {
 	atomic_store(&shm_slot(shm, slot)->breaker, b);
 	atomic_store(&shm_slot(shm, slot)->trial_tickets, tickets);
+	shm_state_touch(shm);
 }
 
 static int
@@ -140,6 +144,7 @@ Test(balance, round_robin_skips_ineligible)
 	for (i = 0; i < 5; i++)
 		add(0, (uint32_t)i, 1, 0);
 	be[2].flags |= SHM_F_DISABLED;
+	balance_slot_changed(&v, 2);
 	strategy(0, STRAT_ROUND_ROBIN, STRAT_ROUND_ROBIN);
 	tally(0, &any, 400, count);
 	cr_assert_eq(count[2], 0);
@@ -438,6 +443,7 @@ Test(balance, least_latency_cost)
 	atomic_store(&shm_slot(shm, 0)->lat_ewma_us, 1000);
 	atomic_store(&shm_slot(shm, 1)->lat_ewma_us, 300);
 	atomic_store(&shm_slot(shm, 2)->lat_ewma_us, 500);
+	shm_lat_touch(shm);
 	cr_assert_eq(pick(0), 1);
 	inflight(1, 1, 2);	/* 300 * 3 = 900 > 500 * 1 */
 	cr_assert_eq(pick(0), 2);
@@ -501,10 +507,13 @@ Test(balance, flags_health_breaker_never_picked)
 	for (i = 0; i < 8; i++)
 		add(0, (uint32_t)i, 1, 0);
 	be[1].flags |= SHM_F_DISABLED;
+	balance_slot_changed(&v, 1);
 	be[2].flags |= SHM_F_DRAINING;
+	balance_slot_changed(&v, 2);
 	health(3, SHM_HEALTH_DOWN);
 	breaker(4, SHM_BREAKER_OPEN, 5);	/* tickets do not open it */
 	be[5].inuse = 0;
+	balance_slot_changed(&v, 5);
 	health(6, SHM_HEALTH_UP);		/* 0 and 7: UNKNOWN, eligible */
 	for (i = 0; i < 8; i++)
 		cr_assert_eq(balance_eligible(&v, (uint32_t)i),
@@ -552,6 +561,7 @@ Test(balance, max_conns_reached_not_eligible)
 	add(0, 0, 1, 0);
 	add(0, 1, 1, 0);
 	be[0].max_conns = 3;
+	balance_slot_changed(&v, 0);
 	inflight(0, 0, 1);
 	inflight(0, 1, 1);
 	cr_assert(balance_eligible(&v, 0), "2 of 3");
@@ -561,11 +571,14 @@ Test(balance, max_conns_reached_not_eligible)
 	inflight(0, 1, 5);
 	cr_assert_not(balance_eligible(&v, 0), "over the limit");
 	be[0].max_conns = 0;
+	balance_slot_changed(&v, 0);
 	cr_assert(balance_eligible(&v, 0), "0 = unlimited");
 
 	/* the only member at its limit: nothing to pick */
 	be[0].max_conns = 1;
+	balance_slot_changed(&v, 0);
 	be[1].inuse = 0;
+	balance_slot_changed(&v, 1);
 	strategy(0, STRAT_LEAST_CONN, STRAT_ROUND_ROBIN);
 	cr_assert_eq(pick(0), -1);
 }
@@ -611,6 +624,7 @@ Test(balance, backups_only_when_no_primary)
 	health(1, SHM_HEALTH_DOWN);
 	health(2, SHM_HEALTH_DOWN);
 	be[3].flags |= SHM_F_DISABLED;
+	balance_slot_changed(&v, 3);
 	for (s = 0; s < NSTRATS; s++) {
 		strategy(0, all_strats[s], STRAT_ROUND_ROBIN);
 		cr_assert_eq(pick(0), -1, "strategy %u", all_strats[s]);
@@ -715,6 +729,7 @@ Test(balance, geo_local_first)
 
 	/* no local: the others */
 	be[3].flags |= SHM_F_DRAINING;
+	balance_slot_changed(&v, 3);
 	tally(0, &any, 100, count);
 	cr_assert_eq(count[1] + count[3], 0);
 	cr_assert_eq(count[0], 50);
@@ -722,6 +737,7 @@ Test(balance, geo_local_first)
 
 	/* local comes back: only local again */
 	be[3].flags &= ~(uint32_t)SHM_F_DRAINING;
+	balance_slot_changed(&v, 3);
 	tally(0, &any, 20, count);
 	cr_assert_eq(count[3], 20);
 }
@@ -770,7 +786,9 @@ Test(balance, empty_pool_returns_minus_one)
 	add(0, 0, 1, 0);
 	add(0, 1, 1, 0);
 	be[0].inuse = 0;
+	balance_slot_changed(&v, 0);
 	be[1].inuse = 0;
+	balance_slot_changed(&v, 1);
 	for (s = 0; s < NSTRATS; s++) {
 		strategy(0, all_strats[s], STRAT_ROUND_ROBIN);
 		cr_assert_eq(pick(0), -1, "strategy %u", all_strats[s]);

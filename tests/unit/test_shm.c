@@ -273,8 +273,8 @@ Test(shm, counters_sum_stripes)
 		shm_ctr_add(&c->status[2], 7);
 		shm_ctr_add(&c->status[5], w);
 		shm_ctr_add(&c->lat_hist[shm_lat_bucket(3000)], 1);
-		shm_ctr_inflight_add(&c->inflight, 3);
-		shm_ctr_inflight_add(&c->inflight, -1);
+		shm_inflight_add(h, w, 1, 3);
+		shm_inflight_add(h, w, 1, -1);
 		/* Other slots' stripes must not leak into slot 1. */
 		shm_ctr_add(&shm_ctr(h, w, 0)->requests, 1000);
 		shm_ctr_add(&shm_ctr(h, w, 2)->requests, 1000);
@@ -313,14 +313,13 @@ Test(shm, inflight_sum)
 		pid[w] = fork();
 		cr_assert_neq(pid[w], -1);
 		if (pid[w] == 0) {
-			_Atomic int64_t *in = &shm_ctr(h, w, 2)->inflight;
 			int k;
 
 			alarm(CHILD_ALARM_S);
 			for (k = 0; k < 100000; k++)
-				shm_ctr_inflight_add(in, 1);
+				shm_inflight_add(h, w, 2, 1);
 			for (k = 0; k < 100000 - (int)w - 1; k++)
-				shm_ctr_inflight_add(in, -1);
+				shm_inflight_add(h, w, 2, -1);
 			_exit(0);
 		}
 	}
@@ -328,7 +327,7 @@ Test(shm, inflight_sum)
 		cr_assert_eq(child_status(pid[w]), 0);
 	cr_assert_eq(shm_inflight(h, 2), 1 + 2 + 3);
 	cr_assert_eq(shm_inflight(h, 1), 0);
-	shm_ctr_inflight_add(&shm_ctr(h, 0, 2)->inflight, -1);
+	shm_inflight_add(h, 0, 2, -1);
 	cr_assert_eq(shm_inflight(h, 2), 5);
 	shm_destroy(h);
 }
