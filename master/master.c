@@ -291,11 +291,13 @@ master_stripe_reset(struct master *m, uint32_t stripe)
 	uint32_t	i, n;
 
 	n = atomic_load_explicit(&m->shm->nslots, memory_order_acquire);
-	/* the dead worker wrote this stripe; now we do, logged like any change */
+	/*
+	 * The dead worker wrote this stripe; now we do, logged like any
+	 * change.  Every slot, zero or not: the worker may have died between
+	 * storing a word and logging it, so a zero here can be news.
+	 */
 	for (i = 0; i < n; i++)
-		if (atomic_load_explicit(&shm_ctr(m->shm, stripe, i)->inflight,
-		    memory_order_relaxed) != 0)
-			shm_inflight_set(m->shm, stripe, i, 0);
+		shm_inflight_set(m->shm, stripe, i, 0);
 }
 
 /* Reap children; a worker that died on its own is respawned with back-off. */

@@ -90,8 +90,10 @@ prober_slot_of_timer(struct ev_timer *t)
 
 /* A slot's prober words as for a backend nobody has checked yet. */
 static void
-prober_words_reset(struct shm_hdr *h, struct shm_slot *s)
+prober_words_reset(struct shm_hdr *h, uint32_t i)
 {
+	struct shm_slot	*s = shm_slot(h, i);
+
 	atomic_store_explicit(&s->breaker, SHM_BREAKER_CLOSED, memory_order_release);
 	atomic_store_explicit(&s->trial_tickets, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->health, SHM_HEALTH_UNKNOWN, memory_order_release);
@@ -104,8 +106,7 @@ prober_words_reset(struct shm_hdr *h, struct shm_slot *s)
 	atomic_store_explicit(&s->last_check_ms, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->last_change_ms, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->breaker_change_ms, 0, memory_order_relaxed);
-	shm_state_touch(h);
-	shm_lat_touch(h);
+	shm_prober_note(h, i);
 }
 
 /*
@@ -176,7 +177,7 @@ prober_breaker_publish(struct prober *p, struct pslot *ps,
 		atomic_store_explicit(&s->breaker_change_ms, shm_now_ms(),
 		    memory_order_relaxed);
 		atomic_store_explicit(&s->breaker, out->state, memory_order_release);
-		shm_state_touch(p->h);
+		shm_prober_note(p->h, ps->idx);
 	}
 	if (out->set_tickets && out->state != SHM_BREAKER_HALF_OPEN)
 		atomic_store_explicit(&s->trial_tickets, 0, memory_order_release);
@@ -299,7 +300,7 @@ prober_result(struct pslot *ps, int ok, uint32_t lat_us, const char *why)
 		    ps->lw.ewma) {
 			atomic_store_explicit(&s->lat_ewma_us, ps->lw.ewma,
 			    memory_order_relaxed);
-			shm_lat_touch(p->h);
+			shm_prober_note(p->h, ps->idx);
 		}
 		atomic_store_explicit(&s->lat_p50_us, lat_pct(&ps->lw, 50),
 		    memory_order_relaxed);
@@ -311,7 +312,7 @@ prober_result(struct pslot *ps, int ok, uint32_t lat_us, const char *why)
 	if (health_result(&ps->hs, ok, (uint32_t)p->cf->health.fall,
 	    (uint32_t)p->cf->health.rise)) {
 		atomic_store_explicit(&s->health, ps->hs.state, memory_order_release);
-		shm_state_touch(p->h);
+		shm_prober_note(p->h, ps->idx);
 		atomic_store_explicit(&s->last_change_ms, shm_now_ms(),
 		    memory_order_relaxed);
 		if (ps->hs.state == SHM_HEALTH_DOWN)
@@ -406,7 +407,7 @@ prober_slot_new(struct prober *p, struct pslot *ps, const struct shm_desc *d)
 	checked = atomic_load_explicit(&s->last_check_ms, memory_order_relaxed);
 	changed = atomic_load_explicit(&s->breaker_change_ms, memory_order_relaxed);
 	if (p->started || (checked < d->added_ms && changed < d->added_ms)) {
-		prober_words_reset(p->h, s);
+		prober_words_reset(p->h, ps->idx);
 		/* the counters are this backend's only if we just started */
 		breaker_init(&ps->br, SHM_BREAKER_CLOSED, p->loop.now, &in,
 		    p->started);
@@ -428,7 +429,7 @@ prober_slot_new(struct prober *p, struct pslot *ps, const struct shm_desc *d)
 		/* no checks: nothing may hold a backend down that no check will raise */
 		memset(&ps->hs, 0, sizeof(ps->hs));
 		atomic_store_explicit(&s->health, SHM_HEALTH_UNKNOWN, memory_order_release);
-		shm_state_touch(p->h);
+		shm_prober_note(p->h, ps->idx);
 		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->oks, 0, memory_order_relaxed);
 		return;
@@ -461,7 +462,7 @@ prober_refresh(struct prober *p)
 		if (!(d.flags & SHM_F_INUSE)) {
 			if (ps->inuse) {
 				prober_slot_stop(p, ps);
-				prober_words_reset(p->h, shm_slot(p->h, i));
+				prober_words_reset(p->h, i);
 			}
 			continue;
 		}

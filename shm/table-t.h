@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			3u
+#define SHM_ABI			4u
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -136,6 +136,10 @@ struct shm_counters {
  * a sum of in-flight per backend applies the entries past the head it saw
  * last instead of re-reading every backend's stripes; one that fell more
  * than SHM_INLOG_LEN entries behind re-reads the stripe instead.
+ *
+ * The prober keeps one log of the same shape: the slots whose health,
+ * breaker or latency EWMA it just changed (value 0), so a worker that
+ * ranks backends refreshes those alone.
  */
 struct shm_inlog {
 	alignas(SHM_CACHELINE) _Atomic uint64_t head;	/* entries ever written */
@@ -189,6 +193,7 @@ struct shm_hdr {
 	uint64_t	 slots_off;		/* offset of slots[max_backends] */
 	uint64_t	 counters_off;		/* offset of counters[max_workers][max_backends] */
 	uint64_t	 inlog_off;		/* offset of inlog[max_workers] */
+	uint64_t	 plog_off;		/* offset of the prober's log (one shm_inlog) */
 	uint64_t	 created_ms;
 
 	alignas(SHM_CACHELINE) _Atomic uint64_t gen;
@@ -197,15 +202,7 @@ struct shm_hdr {
 	_Atomic uint32_t mseq;			/* master only: seqlock over models[] and pool names */
 	_Atomic uint32_t verbose;		/* master only: log level every process follows */
 
-	/*
-	 * prober only: bumped (release) after it changes any slot's health
-	 * or breaker word (state_seq) or latency EWMA (lat_seq), so a worker
-	 * that ranks backends knows when its cached ranking went stale.
-	 */
-	alignas(SHM_CACHELINE) _Atomic uint64_t state_seq;
-	_Atomic uint64_t lat_seq;
-
-	alignas(SHM_CACHELINE) struct shm_pool pools[SHM_POOLS_MAX];
+	struct shm_pool	 pools[SHM_POOLS_MAX];
 	struct shm_worker workers[SHM_WORKERS_MAX];
 	struct shm_model models[SHM_MODELS_MAX];
 	struct shm_poolq poolq[SHM_WORKERS_MAX][SHM_POOLS_MAX];

@@ -58,6 +58,7 @@ struct shm_layout {
 	size_t	 slots_off;
 	size_t	 counters_off;
 	size_t	 inlog_off;
+	size_t	 plog_off;
 	size_t	 size;
 };
 
@@ -109,9 +110,10 @@ shm_layout(uint32_t max_backends, uint32_t max_workers, struct shm_layout *l)
 		return (-1);
 	l->inlog_off = shm_roundup(end, SHM_CACHELINE);
 	if (__builtin_add_overflow(l->inlog_off,
-	    (size_t)max_workers * sizeof(struct shm_inlog), &end) ||
+	    ((size_t)max_workers + 1) * sizeof(struct shm_inlog), &end) ||
 	    end > SIZE_MAX - (size_t)pg)
 		return (-1);
+	l->plog_off = l->inlog_off + (size_t)max_workers * sizeof(struct shm_inlog);
 	l->size = shm_roundup(end, (size_t)pg);
 	return (0);
 }
@@ -184,6 +186,7 @@ shm_create(uint32_t max_backends, uint32_t max_workers, int *fdp)
 	h->slots_off = l.slots_off;
 	h->counters_off = l.counters_off;
 	h->inlog_off = l.inlog_off;
+	h->plog_off = l.plog_off;
 	h->created_ms = shm_now_ms();
 	/* Nothing forked yet, but publish the header as a release anyway. */
 	atomic_store_explicit(&h->gen, 0, memory_order_release);
@@ -230,7 +233,7 @@ shm_check(const struct shm_hdr *h, size_t maplen)
 		return (-1);
 	if (h->size != maplen || h->size != l.size ||
 	    h->slots_off != l.slots_off || h->counters_off != l.counters_off ||
-	    h->inlog_off != l.inlog_off)
+	    h->inlog_off != l.inlog_off || h->plog_off != l.plog_off)
 		return (-1);
 	return (0);
 }

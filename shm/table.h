@@ -100,19 +100,27 @@ shm_inflight_add(struct shm_hdr *h, uint32_t stripe, uint32_t slot, int64_t d)
 	    &shm_ctr(h, stripe, slot)->inflight, memory_order_relaxed) + d);
 }
 
-/* Prober only: say that health/breaker words (or latency EWMAs) changed. */
-static inline void
-shm_state_touch(struct shm_hdr *h)
+static inline struct shm_inlog *
+shm_plog(struct shm_hdr *h)
 {
-	atomic_store_explicit(&h->state_seq, atomic_load_explicit(&h->state_seq,
-	    memory_order_relaxed) + 1, memory_order_release);
+	return (struct shm_inlog *)((char *)h + h->plog_off);
 }
 
+/*
+ * Prober only, after it changed slot's health, breaker or latency words:
+ * log the slot (same protocol as shm_inflight_set()).
+ */
 static inline void
-shm_lat_touch(struct shm_hdr *h)
+shm_prober_note(struct shm_hdr *h, uint32_t slot)
 {
-	atomic_store_explicit(&h->lat_seq, atomic_load_explicit(&h->lat_seq,
-	    memory_order_relaxed) + 1, memory_order_release);
+	struct shm_inlog	*l = shm_plog(h);
+	uint64_t		 pos;
+
+	pos = atomic_load_explicit(&l->head, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&l->ent[pos & (SHM_INLOG_LEN - 1)],
+	    SHM_INLOG_ENT(slot, 0), memory_order_relaxed);
+	atomic_store_explicit(&l->head, pos + 1, memory_order_release);
 }
 
 /* Sum of in-flight requests at a slot over every worker's stripe. */

@@ -311,10 +311,9 @@ pick_lowest(struct wview *v, struct wpool *p, const struct bal_filter *f,
  *   each ranked pick by applying what the stripes' logs say changed since
  *   the last one (a stripe whose log lapped us is re-read whole);
  * - per pool, a min-tree of the members' costs, the leaf of a member
- *   updated when its tot changes, rebuilt when anything else a cost or
- *   eligibility depends on may have changed: the view (membership,
- *   flags), the prober's health and breaker words (state_seq), the
- *   latency EWMAs (lat_seq, least_latency only), the strategy.
+ *   updated when its tot changes or when the prober's log names it (its
+ *   health, breaker or latency changed), the whole tree rebuilt when the
+ *   view (membership, flags) or the strategy changes, or a log lapped us.
  *
  * A pick is then the tree's root and one walk to the first member at or
  * after the turn cursor with that cost: the scan's answer, ties in turn
@@ -326,13 +325,12 @@ pick_lowest(struct wview *v, struct wpool *p, const struct bal_filter *f,
 #define RANK_SLOW	(-2)		/* the tree cannot answer: scan */
 
 static void
-rank_invalidate(struct wview *v, int lat_only)
+rank_invalidate(struct wview *v)
 {
 	size_t	i;
 
 	for (i = 0; i < v->npools; i++)
-		if (!lat_only || v->pools[i].tstrat == STRAT_LEAST_LATENCY)
-			v->pools[i].tvalid = 0;
+		v->pools[i].tvalid = 0;
 }
 
 static int
@@ -516,7 +514,7 @@ rank_reread(struct wview *v, uint32_t stripe)
 		rank_apply(v, stripe, i, (int32_t)atomic_load_explicit(
 		    &shm_ctr(v->shm, stripe, i)->inflight, memory_order_relaxed), 0);
 	v->seen[stripe] = head;
-	rank_invalidate(v, 0);
+	rank_invalidate(v);
 }
 
 /* Apply every stripe's log entries written since the last call. */
@@ -553,11 +551,58 @@ rank_sync(struct wview *v)
 	v->rank_ready = 1;
 }
 
+/* The prober changed slot's health, breaker or latency: refresh its leaf. */
+static void
+rank_refresh(struct wview *v, uint32_t slot)
+{
+	struct wbe	*b;
+	struct wpool	*p;
+
+	if (slot >= v->shm->max_backends)
+		return;			/* a torn entry; the lap check invalidates */
+	b = &v->be[slot];
+	if (!b->inuse || b->pool >= v->npools)
+		return;
+	p = &v->pools[b->pool];
+	if (!p->tvalid || b->ppos >= p->n || p->idx[b->ppos] != slot)
+		return;
+	if (p->tslow) {
+		p->tvalid = 0;		/* a half-open member may have closed: recount */
+		return;
+	}
+	b->rlat = rank_base(v, p, slot);
+	tree_set(p, b->ppos, rank_key(v, slot, p->tstrat));
+}
+
+/* Apply the prober's log since the last call. */
+static void
+rank_prober_sync(struct wview *v)
+{
+	struct shm_inlog	*l = shm_plog(v->shm);
+	uint64_t		 from = v->pseen, head, i;
+
+	head = atomic_load_explicit(&l->head, memory_order_acquire);
+	if (head == from)
+		return;
+	v->pseen = head;
+	if (head - from >= SHM_INLOG_LEN) {
+		rank_invalidate(v);
+		return;
+	}
+	for (i = from; i < head; i++)
+		rank_refresh(v, SHM_INLOG_SLOT(atomic_load_explicit(
+		    &l->ent[i & (SHM_INLOG_LEN - 1)], memory_order_relaxed)));
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&l->head, memory_order_relaxed) - from >=
+	    SHM_INLOG_LEN)
+		rank_invalidate(v);
+}
+
 static int
 pick_ranked(struct wview *v, struct wpool *p, uint32_t strat,
     const struct bal_filter *f)
 {
-	uint64_t	 m, seq;
+	uint64_t	 m;
 	long		 pos;
 
 	if (v->rank_off || f->backup || f->local || f->req->nexclude ||
@@ -566,16 +611,7 @@ pick_ranked(struct wview *v, struct wpool *p, uint32_t strat,
 	if (v->tot == NULL && rank_alloc(v) == -1)
 		return RANK_SLOW;
 	rank_sync(v);
-	seq = atomic_load_explicit(&v->shm->state_seq, memory_order_acquire);
-	if (seq != v->state_seen) {
-		v->state_seen = seq;
-		rank_invalidate(v, 0);
-	}
-	seq = atomic_load_explicit(&v->shm->lat_seq, memory_order_acquire);
-	if (seq != v->lat_seen) {
-		v->lat_seen = seq;
-		rank_invalidate(v, 1);
-	}
+	rank_prober_sync(v);
 	if ((!p->tvalid || p->tstrat != strat) && tree_build(v, p, strat) == -1)
 		return RANK_SLOW;
 	if (p->tslow)

@@ -67,8 +67,7 @@ struct wview {
 	int32_t		*tot;		/* [max_backends] */
 	int32_t		*sval;		/* [nstripes][max_backends]: last value seen */
 	uint64_t	*seen;		/* [nstripes]: log entries applied */
-	uint64_t	 state_seen;	/* the table's state_seq and lat_seq when trees were built */
-	uint64_t	 lat_seen;
+	uint64_t	 pseen;		/* prober log entries applied */
 	int		 rank_ready;	/* every stripe read once */
 	int		 rank_off;	/* 1: always scan (tests compare the two) */
 };

@@ -92,7 +92,7 @@ static void
 health(uint32_t slot, uint32_t h)
 {
 	atomic_store(&shm_slot(shm, slot)->health, h);
-	shm_state_touch(shm);
+	shm_prober_note(shm, slot);
 }
 
 static void
@@ -100,7 +100,7 @@ breaker(uint32_t slot, uint32_t b, uint32_t tickets)
 {
 	atomic_store(&shm_slot(shm, slot)->breaker, b);
 	atomic_store(&shm_slot(shm, slot)->trial_tickets, tickets);
-	shm_state_touch(shm);
+	shm_prober_note(shm, slot);
 }
 
 static int
@@ -443,7 +443,8 @@ Test(balance, least_latency_cost)
 	atomic_store(&shm_slot(shm, 0)->lat_ewma_us, 1000);
 	atomic_store(&shm_slot(shm, 1)->lat_ewma_us, 300);
 	atomic_store(&shm_slot(shm, 2)->lat_ewma_us, 500);
-	shm_lat_touch(shm);
+	for (uint32_t i = 0; i < 3; i++)
+		shm_prober_note(shm, i);
 	cr_assert_eq(pick(0), 1);
 	inflight(1, 1, 2);	/* 300 * 3 = 900 > 500 * 1 */
 	cr_assert_eq(pick(0), 2);

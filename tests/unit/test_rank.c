@@ -145,7 +145,7 @@ Test(rank, agrees_with_scan_under_every_change)
 		case 6:
 			atomic_store(&shm_slot(shm, slot)->health,
 			    rnd(3) == 0 ? SHM_HEALTH_DOWN : SHM_HEALTH_UP);
-			shm_state_touch(shm);
+			shm_prober_note(shm, slot);
 			break;
 		case 7:
 			k = (int)rnd(10);
@@ -153,11 +153,11 @@ Test(rank, agrees_with_scan_under_every_change)
 			atomic_store(&shm_slot(shm, slot)->breaker, k == 0 ?
 			    SHM_BREAKER_OPEN : k == 1 ? SHM_BREAKER_HALF_OPEN :
 			    SHM_BREAKER_CLOSED);
-			shm_state_touch(shm);
+			shm_prober_note(shm, slot);
 			break;
 		case 8:
 			atomic_store(&shm_slot(shm, slot)->lat_ewma_us, 500 + rnd(2000));
-			shm_lat_touch(shm);
+			shm_prober_note(shm, slot);
 			break;
 		case 9:
 			k = (int)rnd(4);
@@ -191,6 +191,17 @@ Test(rank, agrees_with_scan_under_every_change)
 				    (long long)shm_inflight(shm, slot));
 			}
 			break;
+		case 14:
+			/* the prober's log laps: every tree is rebuilt */
+			if (rnd(50) == 0) {
+				atomic_store(&shm_slot(shm, slot)->health,
+				    rnd(2) ? SHM_HEALTH_DOWN : SHM_HEALTH_UP);
+				shm_prober_note(shm, slot);
+				for (k = 0; k < SHM_INLOG_LEN + 10; k++)
+					shm_prober_note(shm, (slot + 1 + (uint32_t)k %
+					    (NB - 1)) % NB);
+			}
+			break;
 		case 13:
 			/* a retry: the scan answers for both */
 			ex.exclude[0] = (uint32_t)balance_pick(&scan.v, 0, &any);
@@ -211,14 +222,15 @@ Test(rank, a_lone_member_and_an_empty_pool)
 	uint32_t	i;
 
 	/* every member of pool 1 but one down */
-	for (i = 250; i < NB; i++)
+	for (i = 250; i < NB; i++) {
 		atomic_store(&shm_slot(shm, i)->health, i == 277 ?
 		    SHM_HEALTH_UP : SHM_HEALTH_DOWN);
-	shm_state_touch(shm);
+		shm_prober_note(shm, i);
+	}
 	for (i = 0; i < 10; i++)
 		cr_assert_eq(balance_pick(&ranked.v, 1, &any), 277);
 	atomic_store(&shm_slot(shm, 277)->health, SHM_HEALTH_DOWN);
-	shm_state_touch(shm);
+	shm_prober_note(shm, 277);
 	cr_assert_eq(balance_pick(&ranked.v, 1, &any), -1);
 	cr_assert_eq(balance_pick(&scan.v, 1, &any), -1);
 }
