@@ -62,6 +62,7 @@ main(int argc, char *argv[])
 	pid_t		 other;
 
 	setproctitle_init(argc, argv, environ);
+	master_argv0_len = strlen(argv[0]);
 	memset(&m, 0, sizeof(m));
 
 	/* the long flags come from the directive table */
@@ -158,7 +159,7 @@ main(int argc, char *argv[])
 		}
 	}
 	raise_nofile();
-	setproctitle("master");
+	master_title("master");
 	log_procname("master");
 	rc = master_main(&m);
 	free(lopts);

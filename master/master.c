@@ -90,13 +90,24 @@ master_free_stripe(struct master *m)
 	return UINT32_MAX;
 }
 
+size_t	 master_argv0_len;
+
+void
+master_title(const char *title)
+{
+	/* "routerd: " is prepended by libbsd, so pad the rest to argv[0]'s length */
+	int	pad = (int)master_argv0_len - (int)sizeof("routerd: ") + 1;
+
+	setproctitle("%-*s", pad > 0 && pad < 256 ? pad : 0, title);
+}
+
 /* The child side of a fork: drop what belongs to the master. */
 static void
 master_child_setup(struct master *m, const char *title)
 {
 	sigset_t all;
 
-	setproctitle("%s", title);
+	master_title(title);
 	log_procname(title);
 	ev_close(&m->loop);
 	if (m->pfh != NULL)

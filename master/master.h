@@ -64,6 +64,14 @@ struct master {
 int	 master_main(struct master *);
 
 /*
+ * Set the process title ("routerd: worker 0").  libbsd marks a title
+ * shorter than the original argv[0] with a '.' where argv[0] ended, which
+ * ps shows; titles are padded with spaces to that length instead.
+ */
+extern size_t	 master_argv0_len;
+void	 master_title(const char *);
+
+/*
  * For the control socket and the registry (both run inside the master):
  * master_reload() parses the config file again and, if it is good,
  * applies it (new worker generation, old one drained); on a bad file it

@@ -118,3 +118,17 @@ def test_worker_killed_twice(env):
         seen.add(new)
     for _ in range(20):
         assert _get(r.port, "/x", timeout=2) == 200
+
+
+def test_process_titles(env):
+    """ps shows each role plainly: "routerd: master", "routerd: worker N", "routerd: prober"."""
+    import re
+    from harness import proc_title
+    b = env.backend("b1")
+    r = env.router(backends_yaml([b], workers=2))
+    _wait_workers(r, 2)
+    titles = sorted([proc_title(r.p.pid)] + [proc_title(p) for p in r.workers()])
+    assert titles[0] == "routerd: master", titles
+    for t in titles[1:]:
+        assert re.fullmatch(r"routerd: (worker \d+|prober|syncer)", t), titles
+    assert sum(t.startswith("routerd: worker") for t in titles) == 2, titles
