@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,25 @@ req_method_idempotent(uint8_t m)
 }
 
 /* A request id: 128 random bits in hex, from the worker's generator. */
+/*
+ * A client's request id we pass on, log and echo: visible ASCII without
+ * the characters that would need quoting in a log line or a header
+ * (space, quotes, backslash, comma, semicolon, brackets).
+ */
+static int
+req_rid_ok(const char *p, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (!isalnum(c) && (c == '\0' || strchr("!#$%&'*+-./:=?@^_`|~", c) == NULL))
+			return 0;
+	}
+	return 1;
+}
+
 static void
 req_make_id(struct client *c)
 {
@@ -495,11 +515,10 @@ req_on_headers_complete(llhttp_t *p)
 	} else
 		c->pool = req_route(c, path, plen, host);
 
-	/* X-Request-Id: keep a sane one, else make ours */
+	/* X-Request-Id: keep a sane one (UUIDs, base64, URNs), else make ours */
 	c->rid[0] = '\0';
 	if (req_find(c, "x-request-id", &v) == 1 && v.len > 0 &&
-	    v.len <= WORKER_RID_LEN + 32 && v.len < sizeof(c->rid) &&
-	    http_is_token(base + v.off, v.len)) {
+	    v.len < sizeof(c->rid) && req_rid_ok(base + v.off, v.len)) {
 		memcpy(c->rid, base + v.off, v.len);
 		c->rid[v.len] = '\0';
 	}

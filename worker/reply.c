@@ -91,7 +91,7 @@ reply_build(struct buf *b, int status, const char *msg, int close,
 {
 	json_t	*root;
 	char	*body;
-	char	 ridline[96];
+	char	 ridline[WORKER_RID_MAX + 24];
 	int	 n;
 	size_t	 blen;
 

@@ -19,6 +19,7 @@
 #define WORKER_BUFSZ		(32 * 1024)	/* client in/out, upstream in */
 #define WORKER_HDR_MAX		256		/* header fields kept per head */
 #define WORKER_RID_LEN		32		/* generated X-Request-Id: hex chars */
+#define WORKER_RID_MAX		128		/* a client's X-Request-Id we keep, at most */
 
 /* An (offset, length) span into a connection's input buffer. */
 struct span {
@@ -98,7 +99,7 @@ struct client {
 	struct bal_req		 breq;
 	int			 status;	/* final status sent to the client */
 	uint64_t		 bytes_out;
-	char			 rid[WORKER_RID_LEN + 1];
+	char			 rid[WORKER_RID_MAX + 1];
 	char			 ip[INET6_ADDRSTRLEN];
 	uint64_t		 linger_until;
 	char			 logreq[160];	/* "METHOD /path" for the access log */

@@ -2,7 +2,7 @@
 import http.client
 import json
 
-from harness import backends_yaml, request
+from harness import backends_yaml, dead_addr, pools_yaml, request
 
 
 def test_round_robin_200(env):
@@ -31,3 +31,58 @@ def test_forwarded_headers(env):
     assert got["x-forwarded-for"] == "10.9.8.7, 127.0.0.1"
     assert got["x-forwarded-proto"] == "http"
     assert got["x-request-id"] == "abc-123"
+
+
+def _backend_headers(port, headers):
+    """GET /headers with headers given as (name, value) pairs, repeats allowed."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.putrequest("GET", "/headers", skip_accept_encoding=True)
+    for k, v in headers:
+        c.putheader(k, v)
+    c.endheaders()
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status == 200, (r.status, body)
+    got = {}
+    for k, v in json.loads(body)["headers"]:
+        got.setdefault(k.lower(), []).append(v)
+    return got
+
+
+def test_request_id_kept_or_made(env):
+    """A client's X-Request-Id reaches the backend unchanged when it is a plain id
+    (a UUID, base64, a URN, up to 128 characters); anything else, or none, gets ours."""
+    import re
+    b1 = env.backend("b1")
+    r = env.router(pools_yaml({"default": [b1], "gone": [dead_addr()]},
+                              routes=[("/dead", "gone"), ("/", "default")]))
+    kept = ["550e8400-e29b-41d4-a716-446655440000", "a/b+c==", "urn:req:42@edge-1",
+            "x" * 128, "abc-123"]
+    for rid in kept:
+        got = _backend_headers(r.port, [("X-Request-Id", rid)])
+        assert got["x-request-id"] == [rid], (rid, got.get("x-request-id"))
+    made = re.compile(r"[0-9a-f]{32}")
+    for rid in ["x" * 129, "id with space", 'x"y', "a\\b", "a,b"]:
+        got = _backend_headers(r.port, [("X-Request-Id", rid)])
+        assert len(got["x-request-id"]) == 1, got
+        assert made.fullmatch(got["x-request-id"][0]), (rid, got["x-request-id"])
+    got = _backend_headers(r.port, [])
+    assert made.fullmatch(got["x-request-id"][0]), got
+    # two requests without an id get two different ids
+    assert _backend_headers(r.port, [])["x-request-id"] != got["x-request-id"]
+    # routerd's own answers echo the id: a 502 when the pool's only backend is dead
+    for rid in (kept[0], kept[3]):
+        st, hdrs, _ = request(r.port, "GET", "/dead/x", headers={"X-Request-Id": rid})
+        assert st == 502 and hdrs.get("x-request-id") == rid, (st, hdrs)
+
+
+def test_forwarded_for_appends_to_every_field(env):
+    """Several X-Forwarded-For fields are one list (RFC 9110 5.3): the backend
+    sees them joined in order with the client's address last, once."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1]))
+    got = _backend_headers(r.port, [("X-Forwarded-For", "10.0.0.1"),
+                                    ("X-Forwarded-For", "10.0.0.2, 10.0.0.3")])
+    joined = ", ".join(got["x-forwarded-for"])
+    assert joined == "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1", got["x-forwarded-for"]
