@@ -289,6 +289,89 @@ def test_slow_client_idle_keepalive_close(env):
     assert 0.6 <= dt <= 2.5, dt
 
 
+def test_stalled_body_408_after_client_idle(env):
+    """A client that stops sending its body: 408 after timeout.client_idle, not
+    after client_header; routerd keeps serving.  (A body that trickles without
+    stopping is under the idle timer only, like nginx's client_body_timeout: see
+    routerd.yaml(5).)"""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  client_header: 5s\n  client_idle: 1s\n"))
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\nhello")
+    t0 = time.time()
+    s.settimeout(4)
+    got = b""
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            got += c
+    except (socket.timeout, ConnectionResetError):
+        pass
+    dt = time.time() - t0
+    s.close()
+    assert 0.8 <= dt <= 2.5, (dt, got)
+    assert status_of(got) == 408, got
+    _still_serves(r.port)
+
+
+def _blackhole():
+    """A loopback listener whose accept queue is full: a new connect() to it gets
+    no answer to its SYN, so only a connect timeout ends it."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    fill = []
+    for _ in range(8):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(ls.getsockname())
+        except BlockingIOError:
+            pass
+        fill.append(c)
+    time.sleep(0.1)
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    try:
+        probe.connect(ls.getsockname())
+        raise AssertionError("the blackhole accepted a connection")
+    except socket.timeout:
+        pass
+    finally:
+        probe.close()
+    return ls, fill
+
+
+def test_connect_timeout_502_and_failover(env):
+    """timeout.connect bounds a connect that never completes: 502 soon after it
+    when the pool has nothing else, the live backend's answer when it has."""
+    ls, fill = _blackhole()
+    ls2, fill2 = _blackhole()
+    hole, hole2 = "%s:%d" % ls.getsockname(), "%s:%d" % ls2.getsockname()
+    b1 = env.backend("b1")
+    try:
+        r = env.router(pools_yaml({"default": [hole], "mixed": [hole2, b1]},
+                                  routes=[("/mixed", "mixed"), ("/", "default")],
+                                  extra="timeout:\n  connect: 300ms\nretries:\n  delay: 0s\n"))
+        t0 = time.time()
+        st, _, body = request(r.port, "GET", "/x", timeout=10)
+        dt = time.time() - t0
+        assert st == 502, (st, body)
+        assert 0.25 <= dt <= 2.0, dt
+        for _ in range(4):
+            t0 = time.time()
+            st, hdrs, _ = request(r.port, "GET", "/mixed/x", timeout=10)
+            assert st == 200 and hdrs.get("x-backend") == "b1", (st, hdrs)
+            assert time.time() - t0 <= 2.0, time.time() - t0
+    finally:
+        for c in fill + fill2:
+            c.close()
+        ls.close()
+        ls2.close()
+
+
 def test_errors_do_not_poison_keepalive(env):
     """After 502s and 504s on other connections, pooled keep-alive keeps working under load."""
     b1 = env.backend("b1")

@@ -58,6 +58,22 @@ def test_killed_worker_respawned(env):
         t_kill = time.monotonic()
         os.kill(victim, signal.SIGKILL)
 
+        # 20 new connections opened right after the kill (about half of them
+        # land on the dead worker's listener socket): each served within 1 s
+        fresh_conns = []
+
+        def one():
+            try:
+                st = _get(r.port, "/x", timeout=3.0)
+            except Exception as e:  # noqa: BLE001
+                st = repr(e)
+            with lock:
+                fresh_conns.append((st, time.monotonic() - t_kill))
+
+        cs = [threading.Thread(target=one) for _ in range(20)]
+        for t in cs:
+            t.start()
+
         # a new pid within 1 s, the victim reaped
         new = None
         while time.monotonic() - t_kill < 1.0:
@@ -69,14 +85,10 @@ def test_killed_worker_respawned(env):
             time.sleep(0.01)
         assert new is not None, "no respawned worker after 1 s: %s" % worker_pids(r)
         assert before[1] in worker_pids(r), "the other worker changed"
-
-        # new connections are served within 1 s of the kill (both listener sockets)
-        ok = 0
-        while ok < 20:
-            assert time.monotonic() - t_kill < 1.0 + 3.0, "served only %d" % ok
-            if _get(r.port, "/x", timeout=1.0) == 200:
-                ok += 1
-        assert time.monotonic() - t_kill < 1.0 + 0.5, time.monotonic() - t_kill
+        for t in cs:
+            t.join(5)
+        assert len(fresh_conns) == 20, fresh_conns
+        assert all(st == 200 and dt < 1.0 for st, dt in fresh_conns), sorted(fresh_conns, key=lambda x: -x[1])[:5]
         time.sleep(0.5)
     finally:
         stop.set()
@@ -132,3 +144,78 @@ def test_process_titles(env):
     for t in titles[1:]:
         assert re.fullmatch(r"routerd: (worker \d+|prober|syncer)", t), titles
     assert sum(t.startswith("routerd: worker") for t in titles) == 2, titles
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigquit_drains_then_stops(env):
+    """SIGQUIT: new connections are refused, the request in flight finishes with
+    200, then every process exits and the pidfile is gone."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], workers=2))
+    kids = _wait_workers(r, 2)
+    res = {}
+
+    def slow():
+        try:
+            res["st"] = _get(r.port, "/slow?ms=1500", timeout=5)
+        except Exception as e:  # noqa: BLE001
+            res["st"] = repr(e)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)                     # the request is at the backend
+    r.p.send_signal(signal.SIGQUIT)
+    time.sleep(0.3)
+    assert r.p.poll() is None, "master stopped before the request finished"
+    t.join(5)
+    assert res.get("st") == 200, res
+    r.p.wait(5)
+    assert r.p.returncode == 0, r.p.returncode
+    assert not any(_alive(p) for p in kids), kids
+    assert not os.path.exists(r.pidfile), "pidfile left behind"
+
+
+def test_sigint_and_sigterm_stop(env):
+    b1 = env.backend("b1")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        r = env.router(backends_yaml([b1], workers=2))
+        kids = _wait_workers(r, 2)
+        assert _get(r.port, "/x") == 200
+        t0 = time.monotonic()
+        r.p.send_signal(sig)
+        r.p.wait(5)
+        assert time.monotonic() - t0 < 2.0, (sig, time.monotonic() - t0)
+        assert r.p.returncode == 0, (sig, r.p.returncode)
+        end = time.monotonic() + 2.0
+        while any(_alive(p) for p in kids) and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not any(_alive(p) for p in kids), (sig, kids)
+        r.stop()
+
+
+def test_pidfile_refuses_second_instance(env):
+    """A second routerd on the same pidfile says who runs and exits 1; the first
+    keeps serving."""
+    import subprocess
+    from harness import ROUTERD
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1]))
+    p = subprocess.run([ROUTERD, "-d", "-f", r.conf], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "already running as pid %d" % r.p.pid in p.stdout + p.stderr, p.stderr
+    assert _get(r.port, "/x") == 200
+    with open(r.pidfile) as f:
+        assert int(f.read().strip()) == r.p.pid
