@@ -25,6 +25,8 @@
 static void	client_timeout(struct ev_loop *, struct ev_timer *);
 static void	client_io(struct ev_loop *, struct ev_io *, uint32_t);
 static void	client_start(struct client *);
+static void	client_body_begin(struct client *);
+static void	client_body_timer(struct client *);
 static void	client_finish(struct client *);
 static void	client_unqueue(struct client *);
 static void	client_admin_start(struct client *);
@@ -354,7 +356,7 @@ req_admin_head(struct client *c, llhttp_t *p, const char *path, size_t plen)
 	c->body_len = 0;
 	c->close_after = !llhttp_should_keep_alive(p);
 	c->pool = -1;
-	c->phase = CP_BODY;
+	client_body_begin(c);
 	return c->req_body == BODY_NONE ? 0 : HPE_PAUSED;
 }
 
@@ -609,7 +611,7 @@ req_on_headers_complete(llhttp_t *p)
 	c->body_len = 0;
 	c->close_after = ct.close || (c->http10 && !ct.keepalive) ||
 	    !llhttp_should_keep_alive(p);
-	c->phase = CP_BODY;
+	client_body_begin(c);
 	/* no body: let llhttp reach message_complete in this same call */
 	return c->req_body == BODY_NONE ? 0 : HPE_PAUSED;
 }
@@ -1259,6 +1261,50 @@ client_start(struct client *c)
 		client_attached(c);
 }
 
+/*
+ * The request body's timer: the sooner of timeout.client_idle from now and
+ * the body's deadline, timeout.client_header after the head ended plus a
+ * second for every BODY_MIN_RATE bytes received.  A body that trickles in
+ * is answered 408 like a trickled head (DESIGN: a total, not an idle
+ * timer); one that flows at any sane rate, however large, is never cut.
+ */
+#define BODY_MIN_RATE	1024	/* bytes per second */
+
+static void
+client_body_timer(struct client *c)
+{
+	struct worker	*w = c->w;
+	uint64_t	 now = w->loop.now, at, idle;
+
+	idle = now + (uint64_t)w->conf->timeout.client_idle_ms;
+	at = c->t_body + (uint64_t)w->conf->timeout.client_header_ms +
+	    c->body_rx * 1000 / BODY_MIN_RATE;
+	if (at > idle)
+		at = idle;
+	ev_timer_after(&w->loop, &c->timer, at > now ? at - now : 0);
+}
+
+/* The head is complete: the body (if any) starts now. */
+static void
+client_body_begin(struct client *c)
+{
+	c->phase = CP_BODY;
+	c->t_body = c->w->loop.now;
+	c->body_rx = 0;
+	if (c->req_body != BODY_NONE)
+		client_body_timer(c);
+}
+
+/*
+ * Client bytes we have not parsed yet: we stopped reading because the
+ * backend is slow to take the body, so the client is not the one stalling.
+ */
+static int
+client_body_backed_up(const struct client *c)
+{
+	return c->in.data != NULL && buf_len(&c->in) > 0;
+}
+
 /* Reads what the socket has into in.  1 progress, 0 none, -1 closed. */
 static int
 client_read(struct client *c)
@@ -1296,9 +1342,10 @@ client_read(struct client *c)
 			c->t_start = c->w->loop.now;
 			ev_timer_after(&c->w->loop, &c->timer,
 			    c->w->conf->timeout.client_header_ms);
-		} else if (c->phase == CP_BODY)
-			ev_timer_after(&c->w->loop, &c->timer,
-			    c->w->conf->timeout.client_idle_ms);
+		} else if (c->phase == CP_BODY) {
+			c->body_rx += (uint64_t)n;
+			client_body_timer(c);
+		}
 		return 1;
 	}
 	if (n == 0) {
@@ -1498,6 +1545,11 @@ client_timeout(struct ev_loop *l, struct ev_timer *t)
 		client_reply(c, 408, client_status_msg(408));
 		break;
 	case CP_BODY:
+		if (client_body_backed_up(c)) {
+			/* the backend's side has its own timer (upstream_response) */
+			ev_timer_after(l, &c->timer, c->w->conf->timeout.client_idle_ms);
+			break;
+		}
 		if (!c->head_sent && !c->resp_started) {
 			client_reply(c, 408, client_status_msg(408));
 			break;

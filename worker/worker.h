@@ -92,6 +92,8 @@ struct client {
 	enum body_kind		 resp_body;	/* framing towards the client */
 	uint64_t		 body_len;	/* request body bytes seen */
 	uint64_t		 t_start;	/* ms, monotonic: request head began */
+	uint64_t		 t_body;	/* ms, monotonic: request head ended, body began */
+	uint64_t		 body_rx;	/* body bytes read from the client so far */
 	uint64_t		 t_reply;
 	int			 pool;
 	int			 slot;		/* backend of the current attempt, -1 */

@@ -290,10 +290,8 @@ def test_slow_client_idle_keepalive_close(env):
 
 
 def test_stalled_body_408_after_client_idle(env):
-    """A client that stops sending its body: 408 after timeout.client_idle, not
-    after client_header; routerd keeps serving.  (A body that trickles without
-    stopping is under the idle timer only, like nginx's client_body_timeout: see
-    routerd.yaml(5).)"""
+    """A client that stops sending its body: 408 after timeout.client_idle when
+    that comes before the body's deadline; routerd keeps serving."""
     b1 = env.backend("b1")
     r = env.router(backends_yaml([b1], extra="timeout:\n  client_header: 5s\n  client_idle: 1s\n"))
     s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
@@ -314,6 +312,119 @@ def test_stalled_body_408_after_client_idle(env):
     assert 0.8 <= dt <= 2.5, (dt, got)
     assert status_of(got) == 408, got
     _still_serves(r.port)
+
+
+def _send_paced(port, head, body, step, pause, limit):
+    """Send head, then body `step` bytes every `pause` s; returns (bytes got, seconds)
+    once the peer answers and closes, or `limit` s pass."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(head)
+    t0 = time.time()
+    got = b""
+    s.settimeout(0.001)
+    i = 0
+    while time.time() - t0 < limit:
+        if i < len(body):
+            try:
+                s.send(body[i:i + step])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            i += step
+        end = time.time() + pause
+        closed = False
+        while time.time() < end:
+            try:
+                c = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                closed = True
+                break
+            if not c:
+                closed = True
+                break
+            got += c
+        if closed or (i >= len(body) and got.endswith(b"}")):
+            break
+    dt = time.time() - t0
+    s.close()
+    return got, dt
+
+
+def test_trickled_body_408_after_client_header(env):
+    """DESIGN: a trickled body gets 408 after timeout.client_header (a total, not an
+    idle timer): a byte every 200 ms never lets client_idle expire, yet the answer
+    is 408 about client_header after the head, and nothing is left half-sent."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  client_header: 1s\n  client_idle: 5s\n"))
+    head = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n"
+    got, dt = _send_paced(r.port, head, b"x" * 40, 1, 0.2, 6)
+    assert status_of(got) == 408, got
+    assert 0.9 <= dt <= 2.5, dt
+    _still_serves(r.port)
+
+
+def test_flowing_body_outlives_client_header(env):
+    """A body that keeps flowing (here ~40 KB/s for about 2.5 s, past a 1 s
+    client_header) is not cut: the deadline grows a second per KiB received."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  client_header: 1s\n  client_idle: 5s\n"))
+    body = bytes(range(256)) * 400            # 102,400 bytes
+    head = (b"POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    got, dt = _send_paced(r.port, head, body, 2048, 0.05, 10)
+    assert status_of(got) == 200, got[:300]
+    assert dt >= 2.0, dt
+    assert b'"bytes":%d' % len(body) in got.replace(b" ", b""), got[-300:]
+
+
+def test_body_held_up_by_backend_is_not_the_clients_fault(env):
+    """A backend that stops reading the body for 3 s, past client_idle (1 s) and
+    client_header: routerd stops reading the client (flow control) and must not
+    answer 408 for it; once the backend reads again the request completes."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    total = 16 * 1024 * 1024
+    seen = {}
+
+    def serve():
+        s, _ = ls.accept()
+        s.settimeout(20)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        got = len(buf.split(b"\r\n\r\n", 1)[1])
+        time.sleep(3.0)                         # the stall
+        while got < total:
+            c = s.recv(1 << 20)
+            if not c:
+                break
+            got += len(c)
+        seen["got"] = got
+        body = b'{"bytes":%d}' % got
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        s.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        r = env.router(pools_yaml({"default": ["%s:%d" % ls.getsockname()]},
+                                  extra="timeout:\n  client_header: 1s\n  client_idle: 1s\n"
+                                        "  upstream_response: 10s\n"))
+        c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=20)
+        c.request("POST", "/upload", body=b"z" * total,
+                  headers={"Content-Type": "application/octet-stream"})
+        resp = c.getresponse()
+        data = resp.read()
+        c.close()
+        assert resp.status == 200, (resp.status, data)
+        assert seen.get("got") == total, seen
+    finally:
+        t.join(5)
+        ls.close()
 
 
 def _blackhole():
