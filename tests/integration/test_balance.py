@@ -183,3 +183,62 @@ def test_backup_after_primaries_stop(env):
     c.close()
     st, _, _ = request(r.port, "GET", "/y")
     assert st == 200
+
+
+def _worker_of(port, client_port):
+    """pid of the routerd worker holding the accepted end of a client connection."""
+    import re
+    import subprocess
+    out = subprocess.run(["ss", "-tnpH", "state", "established", "( sport = :%d )" % port],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.split()[3].endswith(":%d" % client_port):
+            m = re.search(r"pid=(\d+)", line)
+            return int(m.group(1)) if m else None
+    return None
+
+
+def test_least_connections_counts_other_workers(env):
+    """Two workers, two backends, least_connections.  A request held at a backend
+    by one worker must steer the next request, accepted by the OTHER worker, to the
+    other backend: each worker counting only its own requests would send both to
+    the first backend in turn."""
+    a, b = env.backend("a"), env.backend("b")
+    r = env.router(backends_yaml([a, b], strategy="least_connections", workers=2))
+    # two client connections that landed on different workers
+    conns = {}
+    deadline = time.time() + 10
+    while len(conns) < 2 and time.time() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=10)
+        c.connect()
+        pid = None
+        for _ in range(50):
+            pid = _worker_of(r.port, c.sock.getsockname()[1])
+            if pid:
+                break
+            time.sleep(0.01)
+        if pid and pid not in conns:
+            conns[pid] = c
+        else:
+            c.close()
+    assert len(conns) == 2, "could not reach both workers: %s" % list(conns)
+    c1, c2 = conns.values()
+    got = {}
+
+    def slow(name, c):
+        c.request("GET", "/slow?ms=2000")
+        resp = c.getresponse()
+        resp.read()
+        got[name] = (resp.status, resp.getheader("X-Backend"))
+
+    t1 = threading.Thread(target=slow, args=("first", c1))
+    t1.start()
+    time.sleep(0.5)                      # the first request is at its backend
+    t2 = threading.Thread(target=slow, args=("second", c2))
+    t2.start()
+    t1.join(10)
+    t2.join(10)
+    c1.close()
+    c2.close()
+    assert got["first"][0] == 200 and got["second"][0] == 200, got
+    assert got["first"][1] != got["second"][1], got
