@@ -27,6 +27,7 @@ static void	client_io(struct ev_loop *, struct ev_io *, uint32_t);
 static void	client_start(struct client *);
 static void	client_body_begin(struct client *);
 static void	client_body_timer(struct client *);
+static void	client_body_resume(struct client *);
 static void	client_finish(struct client *);
 static void	client_unqueue(struct client *);
 static void	client_admin_start(struct client *);
@@ -1130,8 +1131,7 @@ client_queue_run(struct worker *w)
 			shm_ctr_add(&q->wait_ms, w->loop.now - c->t_queued);
 		}
 		client_unqueue(c);
-		c->phase = c->msg_done ? CP_SENT : CP_BODY;
-		ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
+		client_body_resume(c);
 		if (client_attached(c) == 0)
 			client_drive(c);
 	}
@@ -1293,6 +1293,21 @@ client_body_begin(struct client *c)
 	c->body_rx = 0;
 	if (c->req_body != BODY_NONE)
 		client_body_timer(c);
+}
+
+/*
+ * Back from a wait of ours (the queue, a retry's delay): the body, if it
+ * is still coming, gets a fresh allowance, for the wait was not the client's.
+ */
+static void
+client_body_resume(struct client *c)
+{
+	c->phase = c->msg_done ? CP_SENT : CP_BODY;
+	if (c->phase == CP_BODY) {
+		c->t_body = c->w->loop.now;
+		c->body_rx = 0;
+	}
+	ev_timer_after(&c->w->loop, &c->timer, c->w->conf->timeout.client_idle_ms);
 }
 
 /*
@@ -1565,12 +1580,11 @@ client_timeout(struct ev_loop *l, struct ev_timer *t)
 		if (c->retry_wait) {
 			/* retries.delay is over: the same backend, once more */
 			c->retry_wait = 0;
-			c->phase = c->msg_done ? CP_SENT : CP_BODY;
+			client_body_resume(c);
 			c->fwd.rpos = 0;
-			if (upstream_attach(c) == 0) {
-				ev_timer_after(l, &c->timer, c->w->conf->timeout.client_idle_ms);
+			if (upstream_attach(c) == 0)
 				client_drive(c);
-			} else
+			else
 				client_reply(c, 502, "no backend could be reached");
 			break;
 		}

@@ -85,6 +85,39 @@ def test_queue_waits_for_a_slot(env):
     assert 0.2 <= dt <= 3.0, dt
 
 
+def test_queued_expect_100_post_served(env):
+    """A POST with Expect: 100-continue that waits in the queue for longer than
+    client_header gets its 100, sends its body and is served: the wait is
+    routerd's, and it is not held against the body's allowance."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([(b1, ", max_conns: 1")],
+                                 extra="queue:\n  size: 10\n  timeout: 5s\n"
+                                       "timeout:\n  client_header: 1s\n  client_idle: 5s\n"))
+    holder = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    holder.sendall(b"GET /slow?ms=2000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.2)
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+              b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got:
+        c = s.recv(65536)
+        if not c:
+            break
+        got += c
+    assert got.startswith(b"HTTP/1.1 100"), got
+    s.sendall(b"0123456789")
+    rest = got.split(b"\r\n\r\n", 1)[1]
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        rest += c
+    s.close()
+    holder.close()
+    assert status_of(rest) == 200, rest
+
+
 def test_queue_timeout_503(env):
     """DESIGN 'Queueing': a queued request gives up after queue.timeout with 503 + Retry-After."""
     b1 = env.backend("b1")
