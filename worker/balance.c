@@ -31,23 +31,50 @@ balance_inflight(struct wview *v, uint32_t slot)
 	return sum;
 }
 
-static int
-balance_eligible_x(struct wview *v, uint32_t slot, int ignore_full)
+/*
+ * What a slot's flags, health and breaker allow, before its load is
+ * counted: the one definition the scan and the ranked trees share.
+ */
+enum slot_state {
+	SLOT_NO,		/* unused, disabled, draining, down or breaker open */
+	SLOT_TRIAL,		/* breaker half-open: only with a trial ticket */
+	SLOT_OK
+};
+
+static enum slot_state
+balance_slot_state(struct wview *v, uint32_t slot)
 {
 	const struct wbe	*b = &v->be[slot];
 	const struct shm_slot	*s;
 
 	if (!b->inuse || (b->flags & (SHM_F_DISABLED | SHM_F_DRAINING)))
-		return 0;
+		return SLOT_NO;
 	s = shm_slot(v->shm, slot);
 	if (atomic_load_explicit(&s->health, memory_order_relaxed) == SHM_HEALTH_DOWN)
-		return 0;
+		return SLOT_NO;
 	switch (atomic_load_explicit(&s->breaker, memory_order_relaxed)) {
 	case SHM_BREAKER_OPEN:
-		return 0;
+		return SLOT_NO;
 	case SHM_BREAKER_HALF_OPEN:
-		if (atomic_load_explicit(&s->trial_tickets, memory_order_relaxed) == 0)
+		return SLOT_TRIAL;
+	}
+	return SLOT_OK;
+}
+
+static int
+balance_eligible_x(struct wview *v, uint32_t slot, int ignore_full)
+{
+	const struct wbe	*b = &v->be[slot];
+
+	switch (balance_slot_state(v, slot)) {
+	case SLOT_NO:
+		return 0;
+	case SLOT_TRIAL:
+		if (atomic_load_explicit(&shm_slot(v->shm, slot)->trial_tickets,
+		    memory_order_relaxed) == 0)
 			return 0;
+		break;
+	case SLOT_OK:
 		break;
 	}
 	if (!ignore_full && b->max_conns && balance_inflight(v, slot) >= b->max_conns)
@@ -362,24 +389,21 @@ rank_alloc(struct wview *v)
 static uint32_t
 rank_base(struct wview *v, struct wpool *p, uint32_t slot)
 {
-	const struct wbe	*b = &v->be[slot];
-	const struct shm_slot	*s;
-	uint32_t		 lat;
+	uint32_t	lat;
 
-	if (!b->inuse ||
-	    (b->flags & (SHM_F_DISABLED | SHM_F_DRAINING | SHM_F_BACKUP)))
+	if (v->be[slot].flags & SHM_F_BACKUP)
+		return 0;		/* the tree ranks primaries; backups are scanned */
+	switch (balance_slot_state(v, slot)) {
+	case SLOT_NO:
 		return 0;
-	s = shm_slot(v->shm, slot);
-	if (atomic_load_explicit(&s->health, memory_order_relaxed) == SHM_HEALTH_DOWN)
-		return 0;
-	switch (atomic_load_explicit(&s->breaker, memory_order_relaxed)) {
-	case SHM_BREAKER_OPEN:
-		return 0;
-	case SHM_BREAKER_HALF_OPEN:
+	case SLOT_TRIAL:
 		p->tslow = 1;
 		return 0;
+	case SLOT_OK:
+		break;
 	}
-	lat = atomic_load_explicit(&s->lat_ewma_us, memory_order_relaxed);
+	lat = atomic_load_explicit(&shm_slot(v->shm, slot)->lat_ewma_us,
+	    memory_order_relaxed);
 	return lat ? lat : 1;
 }
 
