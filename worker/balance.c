@@ -360,6 +360,18 @@ rank_invalidate(struct wview *v)
 		v->pools[i].tvalid = 0;
 }
 
+static void
+rank_free(struct wview *v)
+{
+	free(v->tot);
+	free(v->sval);
+	free(v->seen);
+	v->tot = NULL;
+	v->sval = NULL;
+	v->seen = NULL;
+	v->rank_ready = 0;
+}
+
 static int
 rank_alloc(struct wview *v)
 {
@@ -369,12 +381,7 @@ rank_alloc(struct wview *v)
 	v->sval = calloc(nb * v->nstripes, sizeof(*v->sval));
 	v->seen = calloc(v->nstripes ? v->nstripes : 1, sizeof(*v->seen));
 	if (v->tot == NULL || v->sval == NULL || v->seen == NULL) {
-		free(v->tot);
-		free(v->sval);
-		free(v->seen);
-		v->tot = NULL;
-		v->sval = NULL;
-		v->seen = NULL;
+		rank_free(v);
 		return -1;
 	}
 	return 0;
@@ -674,13 +681,7 @@ balance_view_free(struct wview *v)
 		v->pools[i].sched = NULL;
 		v->pools[i].sched_state = 0;
 	}
-	free(v->tot);
-	free(v->sval);
-	free(v->seen);
-	v->tot = NULL;
-	v->sval = NULL;
-	v->seen = NULL;
-	v->rank_ready = 0;
+	rank_free(v);
 }
 
 /*

@@ -296,41 +296,11 @@ def test_slow_client_header_408(env):
     assert b1.stats()["requests"] == 0, "a trickled request reached the backend"
 
 
-def test_slow_client_idle_keepalive_close(env):
-    """An idle keep-alive connection is closed after timeout.client_idle, without a 408."""
-    b1 = env.backend("b1")
-    r = env.router(backends_yaml([b1], extra="timeout:\n  client_idle: 1s\n"))
-    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
-    s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-    time.sleep(0.2)
-    first = s.recv(65536)
-    assert status_of(first) == 200
+def _read_until_close(s, limit):
+    """Everything the peer sends until it closes (or `limit` s of silence); the
+    bytes and the seconds it took.  Closes s."""
     t0 = time.time()
-    s.settimeout(4)
-    rest = b""
-    try:
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            rest += c
-    except socket.timeout:
-        pass
-    dt = time.time() - t0
-    s.close()
-    assert rest == b"", rest
-    assert 0.6 <= dt <= 2.5, dt
-
-
-def test_stalled_body_408_after_client_idle(env):
-    """A client that stops sending its body: 408 after timeout.client_idle when
-    that comes before the body's deadline; routerd keeps serving."""
-    b1 = env.backend("b1")
-    r = env.router(backends_yaml([b1], extra="timeout:\n  client_header: 5s\n  client_idle: 1s\n"))
-    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
-    s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\nhello")
-    t0 = time.time()
-    s.settimeout(4)
+    s.settimeout(limit)
     got = b""
     try:
         while True:
@@ -342,6 +312,31 @@ def test_stalled_body_408_after_client_idle(env):
         pass
     dt = time.time() - t0
     s.close()
+    return got, dt
+
+
+def test_slow_client_idle_keepalive_close(env):
+    """An idle keep-alive connection is closed after timeout.client_idle, without a 408."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  client_idle: 1s\n"))
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.2)
+    first = s.recv(65536)
+    assert status_of(first) == 200
+    rest, dt = _read_until_close(s, 4)
+    assert rest == b"", rest
+    assert 0.6 <= dt <= 2.5, dt
+
+
+def test_stalled_body_408_after_client_idle(env):
+    """A client that stops sending its body: 408 after timeout.client_idle when
+    that comes before the body's deadline; routerd keeps serving."""
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="timeout:\n  client_header: 5s\n  client_idle: 1s\n"))
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\nhello")
+    got, dt = _read_until_close(s, 4)
     assert 0.8 <= dt <= 2.5, (dt, got)
     assert status_of(got) == 408, got
     _still_serves(r.port)
