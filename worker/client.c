@@ -607,7 +607,8 @@ req_on_headers_complete(llhttp_t *p)
 	buf_puts(f, "\r\n");
 	c->fwd_head = (uint32_t)f->wpos;
 	c->local_models = p->method == HTTP_GET && plen >= 10 &&
-	    memcmp(path, "/v1/models", 10) == 0 && (plen == 10 || path[10] == '?');
+	    memcmp(path, "/v1/models", 10) == 0 && (plen == 10 || path[10] == '?') &&
+	    models_declared(c->w);
 	c->fwd_whole = 1;
 	c->body_len = 0;
 	c->close_after = ct.close || (c->http10 && !ct.keepalive) ||

@@ -102,6 +102,22 @@ models_route(struct client *c)
 }
 
 /*
+ * models_declared(): 1 when some backend of the table lists its models.
+ * Only then does routerd answer GET /v1/models itself; a fleet that lists
+ * none gets the request forwarded, so a backend names what it serves.
+ */
+int
+models_declared(const struct worker *w)
+{
+	uint32_t	 s;
+
+	for (s = 0; s < w->shm->max_backends; s++)
+		if (w->view.be[s].inuse && w->view.be[s].nmodels > 0)
+			return 1;
+	return 0;
+}
+
+/*
  * GET /v1/models: the union of the models of every backend that is not
  * down, in OpenAI's list format (DESIGN "Interfaces").
  */

@@ -239,6 +239,7 @@ int	 reply_json(struct buf *, int status, struct json_t *root, int close,
 	    const char *rid);
 
 /* models.c: model routing and the proxy's own GET /v1/models */
+int	 models_declared(const struct worker *);
 int	 models_wanted(struct client *);
 int	 models_route(struct client *);
 void	 models_list(struct client *);

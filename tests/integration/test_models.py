@@ -39,6 +39,26 @@ def test_models_list_is_the_union(env):
     assert a.stats()["requests"] == 0 and b.stats()["requests"] == 0
 
 
+def test_models_list_forwarded_when_none_declared(env):
+    # no backend lists models: routerd knows none, so a backend answers
+    a = env.backend("a", models="phi3")
+    b = env.backend("b", models="phi3")
+    r = env.router("""listen:
+  - address: LISTEN
+workers: 1
+health: {type: none}
+backends:
+  - { name: a, address: %s }
+  - { name: b, address: %s }
+""" % (a.addr, b.addr))
+    for _ in range(2):
+        st, h, body = request(r.port, "GET", "/v1/models")
+        assert st == 200 and h["x-backend"] in ("a", "b"), (st, h)
+        j = json.loads(body)
+        assert [(m["id"], m["owned_by"]) for m in j["data"]] == [("phi3", "fakebe")], j
+    assert a.stats()["requests"] + b.stats()["requests"] == 2
+
+
 def test_model_routes_to_its_backends(env):
     a = env.backend("a", models="phi3")
     b = env.backend("b", models="llama3,phi3")
