@@ -61,7 +61,7 @@ ifeq ($(BUILD),build)
 PROGS	+= routerd $(if $(CTL_SRCS),routerctl)
 endif
 
-.PHONY: all test unit integration run install bench clean deps lint-man deb
+.PHONY: all test unit integration run install bench clean deps lint-man deb check-sdk
 
 all: $(PROGS)
 
@@ -126,6 +126,10 @@ integration: all
 	@ROUTERD=$(abspath $(B))/routerd FAKEBE=$(abspath $(B))/fakebe \
 	    ROUTERCTL=$(abspath $(B))/routerctl SAN=$(SAN) \
 	    python3 tests/integration/run.py
+
+# make check-sdk: the official openai SDK (node) as a real client; needs node, npm and the npm registry.
+check-sdk: all
+	@bash tests/sdk/run.sh $(abspath $(B))
 
 # make run: routerd in the foreground in front of two demo backends.
 run: all

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "fakebe.h"
 
 #define OA_TOKENS_MAX	100000
@@ -209,13 +211,48 @@ oa_completion(struct fb_conn *c, json_t *root, const char *model)
 	    "backend", c->name), NULL);
 }
 
-/* input: a string or an array (one embedding per element); dimensions: 1..4096, default 8. */
+/* The array of numbers vec (stolen) as a base64 string of little-endian float32s. */
+static json_t *
+oa_base64(json_t *vec)
+{
+	size_t		 n = json_array_size(vec), k;
+	unsigned char	*raw, *out;
+	json_t		*str = NULL;
+
+	raw = malloc(n * 4 + 1);
+	out = malloc((n * 4 + 2) / 3 * 4 + 1);
+	if (raw != NULL && out != NULL) {
+		for (k = 0; k < n; k++) {
+			float		f = (float)json_real_value(json_array_get(vec, k));
+			uint32_t	u;
+
+			memcpy(&u, &f, 4);
+			raw[k * 4] = u & 0xff;
+			raw[k * 4 + 1] = (u >> 8) & 0xff;
+			raw[k * 4 + 2] = (u >> 16) & 0xff;
+			raw[k * 4 + 3] = u >> 24;
+		}
+		EVP_EncodeBlock(out, raw, (int)(n * 4));
+		str = json_string((char *)out);
+	}
+	free(raw);
+	free(out);
+	json_decref(vec);
+	return str;
+}
+
+/*
+ * input: a string or an array (one embedding per element); dimensions: 1..4096, default 8;
+ * encoding_format: "float" (default) or "base64" (the floats as little-endian float32, as
+ * OpenAI sends them and its SDKs ask by default).
+ */
 static int
 oa_embeddings(struct fb_conn *c, json_t *root, const char *model)
 {
-	json_t		*in, *data, *vec, *d;
+	json_t		*in, *data, *vec, *d, *fmt;
 	size_t		 n, i, k, dim = 8;
 	long long	 ptok = 0;
+	int		 b64 = 0;
 
 	in = json_object_get(root, "input");
 	if (json_is_string(in)) {
@@ -232,6 +269,14 @@ oa_embeddings(struct fb_conn *c, json_t *root, const char *model)
 	if (json_is_integer(d) && json_integer_value(d) >= 1 &&
 	    json_integer_value(d) <= OA_DIM_MAX)
 		dim = json_integer_value(d);
+	fmt = json_object_get(root, "encoding_format");
+	if (fmt != NULL && !json_is_null(fmt)) {
+		if (json_is_string(fmt) && strcmp(json_string_value(fmt), "base64") == 0)
+			b64 = 1;
+		else if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "float") != 0)
+			return oa_error(c, 400, "invalid_request_error", NULL,
+			    "encoding_format must be \"float\" or \"base64\"");
+	}
 
 	if ((data = json_array()) == NULL)
 		return -1;
@@ -244,6 +289,10 @@ oa_embeddings(struct fb_conn *c, json_t *root, const char *model)
 		for (k = 0; k < dim; k++)
 			json_array_append_new(vec, json_real(
 			    (double)(((i + 1) * (k + 3)) % 17) / 17.0));
+		if (b64 && (vec = oa_base64(vec)) == NULL) {
+			json_decref(data);
+			return -1;
+		}
 		json_array_append_new(data, json_pack("{s:s,s:I,s:o}",
 		    "object", "embedding", "index", (json_int_t)i,
 		    "embedding", vec));

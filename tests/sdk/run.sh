@@ -1,0 +1,52 @@
+#!/bin/bash
+# make check-sdk: the official openai SDK for node as a real client of routerd,
+# in front of two fakebe backends (demo-1, demo-2) on loopback.  Needs node and
+# npm (the openai package is installed into BUILD/sdk on the first run).
+# usage: tests/sdk/run.sh BUILD_DIR
+# exit: 0 passed, 1 a check failed, 2 no node or npm, 3 the openai package could not be installed
+set -eu
+B=$(readlink -f "${1:-build}")
+HERE=$(dirname "$(readlink -f "$0")")
+command -v node >/dev/null && command -v npm >/dev/null || {
+	echo "check-sdk: needs node and npm (apt-get install nodejs npm)" >&2; exit 2; }
+mkdir -p "$B/sdk"
+if [ ! -f "$B/sdk/node_modules/openai/package.json" ]; then
+	echo "check-sdk: npm install openai@4 into $B/sdk"
+	(cd "$B/sdk" && timeout 300 npm install --silent --no-audit --no-fund --no-save openai@4) || {
+		echo "check-sdk: npm install openai@4 failed (is the npm registry reachable?)" >&2; exit 3; }
+fi
+cp "$HERE/openai-check.mjs" "$B/sdk/"
+echo "check-sdk: openai $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$B/sdk/node_modules/openai/package.json"), node $(node --version)"
+
+W=$(mktemp -d /tmp/check-sdk.XXXXXX)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+P1=$(port) P2=$(port) PR=$(port)
+"$B/fakebe" -l 127.0.0.1:$P1 -n demo-1 -m demo-model >/dev/null & be1=$!; pids+=($be1); disown $be1
+"$B/fakebe" -l 127.0.0.1:$P2 -n demo-2 -m demo-model >/dev/null & be2=$!; pids+=($be2); disown $be2
+cat >"$W/routerd.yaml" <<CONF
+listen:
+  - address: 127.0.0.1:$PR
+workers: 2
+pidfile: $W/routerd.pid
+control:
+  socket: $W/routerd.sock
+health:
+  interval: 1s
+  timeout: 500ms
+backends:
+  - name: demo-1
+    address: 127.0.0.1:$P1
+  - name: demo-2
+    address: 127.0.0.1:$P2
+CONF
+"$B/routerd" -d -f "$W/routerd.yaml" 2>"$W/routerd.log" & pids+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PR/v1/models" && break; sleep 0.05; done
+
+rc=0
+BASE=http://127.0.0.1:$PR/v1 BE1=http://127.0.0.1:$P1 BE2=http://127.0.0.1:$P2 \
+	BE1_PID=$be1 BE2_PID=$be2 node "$B/sdk/openai-check.mjs" || rc=$?
+if [ $rc -ne 0 ]; then echo "--- routerd.log"; tail -20 "$W/routerd.log"; fi
+exit $rc
