@@ -142,6 +142,7 @@ struct conf {
 		int	 client_header_ms;	/* 10s, a total for the whole head */
 		int	 client_idle_ms;	/* 60s, keep-alive idle and body idle */
 		int	 upstream_response_ms;	/* 60s, idle between response bytes */
+		int	 upstream_idle_ms;	/* 4s, pooled backend connection */
 		int	 drain_ms;		/* 30s */
 	} timeout;
 	struct {

@@ -14,7 +14,6 @@
 #include "worker/worker.h"
 
 #define OUT_MARGIN	64		/* room kept in the client's out for framing */
-#define UP_IDLE_MS	30000		/* idle keep-alive connection to a backend */
 
 
 static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
@@ -362,7 +361,7 @@ upstream_release(struct upconn *u, int reuse)
 	llhttp_reset(&u->parser);
 	TAILQ_INSERT_HEAD(&b->idle, u, entry);
 	b->nidle++;
-	ev_timer_after(&w->loop, &u->timer, UP_IDLE_MS);
+	ev_timer_after(&w->loop, &u->timer, (uint64_t)w->conf->timeout.upstream_idle_ms);
 }
 
 void

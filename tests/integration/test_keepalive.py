@@ -123,3 +123,44 @@ def test_backend_idle_close_between_requests(env):
         assert time.time() - t0 < 1.0
         time.sleep(0.6)
     c.close()
+
+
+def test_upstream_idle_closes_pooled_connections(env):
+    """timeout.upstream_idle: routerd closes a pooled backend connection once it has been
+    idle that long, before a backend's own keep-alive timeout can race a request into it;
+    a connection in use is not touched."""
+    import time
+
+    b = env.backend("b1")
+    r = env.router(backends_yaml([b], extra="timeout: {upstream_idle: 400ms}\n"))
+
+    def pooled():
+        return b.stats()["open"] - 1     # less the connection asking
+
+    c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=5)
+    c.request("GET", "/x")
+    resp = c.getresponse()
+    resp.read()
+    assert resp.status == 200
+    s0 = b.stats()
+    assert s0["open"] - 1 == 1, s0
+    # kept well inside the timeout, used again: still the one connection
+    for i in range(4):
+        time.sleep(0.2)
+        c.request("GET", "/y%d" % i)
+        resp = c.getresponse()
+        resp.read()
+        assert resp.status == 200
+    s1 = b.stats()
+    # one new connection since s0: the one asking for s1
+    assert s1["open"] - 1 == 1 and s1["connections"] == s0["connections"] + 1, (s0, s1)
+    deadline = time.time() + 3
+    while pooled() != 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert pooled() == 0, "the idle pooled connection was not closed"
+    # a slow answer longer than upstream_idle is not cut: the timer is for idle connections only
+    c.request("GET", "/slow?ms=900")
+    resp = c.getresponse()
+    assert resp.status == 200 and resp.getheader("X-Backend") == "b1"
+    resp.read()
+    c.close()
