@@ -787,6 +787,13 @@ upstream_fail(struct upconn *u, enum up_err e)
 	case UPE_BAD:
 		client_reply(c, 502, "backend sent an invalid response");
 		break;
+	case UPE_SEND:
+	case UPE_EMPTY:
+		client_reply(c, 502, "backend closed the connection without answering");
+		break;
+	case UPE_TRUNCATED:
+		client_reply(c, 502, "backend stopped in the middle of its answer");
+		break;
 	default:
 		client_reply(c, 502, "backend could not be reached");
 		break;

@@ -4,6 +4,7 @@ import json
 import socket
 import threading
 import time
+import types
 
 from harness import (backends_yaml, dead_addr, parse_responses, pools_yaml, raw, request,
                      status_of)
@@ -234,14 +235,53 @@ def test_bad_obs_fold_502(env):
     _bad(env, "obs_fold")
 
 
+def test_bad_huge_header_502(env):
+    """A response head larger than routerd's buffer (one 64 KiB field): 502, nothing forwarded."""
+    _bad(env, "huge_header")
+
+
 def test_bad_close_early_502(env):
     """A backend that closes without answering: 502 (GET on a fresh connection is not replayed blindly)."""
     b1 = env.backend("b1")
     r = env.router(backends_yaml([b1]))
     out, resps, _ = _one(r.port, "/bad?kind=close_early")
     assert resps, out
-    _json_error(resps[0], 502)
+    err = _json_error(resps[0], 502)
+    # says what happened: reached, then closed (not "could not be reached")
+    assert err["message"] == "backend closed the connection without answering", err
     _still_serves(r.port)
+
+
+def test_partial_head_then_close_502(env):
+    """The backend sends part of a response head, then closes: 502 that says so, nothing forwarded."""
+    from harness import scripted_backend
+
+    def respond(s, head, n):
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+        return False
+
+    sc = scripted_backend(env, "sc", respond)
+    r = env.router(backends_yaml([sc]))
+    out, resps, _ = _one(r.port, "/x")
+    assert resps and b"200 OK" not in out, out
+    err = _json_error(resps[0], 502)
+    assert err["message"] == "backend stopped in the middle of its answer", err
+
+
+def test_connect_refused_502_says_so(env):
+    """Nothing listens at the backend's address: 502, and the message says it could not be reached."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % s.getsockname()[1]     # bound, not listening: refused
+    try:
+        gone = types.SimpleNamespace(name="gone", addr=addr)
+        r = env.router(backends_yaml([gone], extra="retries:\n  delay: 0s\n"))
+        out, resps, _ = _one(r.port, "/x")
+        assert resps, out
+        err = _json_error(resps[0], 502)
+        assert err["message"] == "backend could not be reached", err
+    finally:
+        s.close()
 
 
 def test_slow_client_header_408(env):
