@@ -878,6 +878,8 @@ client_reply(struct client *c, int status, const char *msg)
 	}
 	c->out.cap = WORKER_BUFSZ;
 	buf_reset(&c->out);
+	if (c->rid[0] == '\0')
+		req_make_id(c);		/* refused before its head was whole */
 	if (reply_build(&c->out, status, msg, close_it, c->rid) == -1) {
 		client_close(c);
 		return;
@@ -904,7 +906,7 @@ client_status_msg(int status)
 	case 417: return "unsupported expectation";
 	case 431: return "request header fields too large";
 	case 501: return "transfer coding not implemented";
-	case 503: return "no backend available";
+	case 503: return "no buffer free for the request, try again";
 	case 505: return "HTTP version not supported";
 	default: return reply_reason(status);
 	}
@@ -1442,6 +1444,7 @@ client_finish(struct client *c)
 	c->t_start = 0;
 	c->bytes_out = 0;
 	c->logreq[0] = '\0';
+	c->rid[0] = '\0';		/* the next request's own, or a new one */
 	c->req_body = BODY_NONE;
 	buf_compact(&c->in);
 	client_release_bufs(c);

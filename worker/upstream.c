@@ -471,7 +471,9 @@ upstream_attach(struct client *c)
 		while ((u = TAILQ_FIRST(&b->idle)) != NULL) {
 			TAILQ_REMOVE(&b->idle, u, entry);
 			b->nidle--;
-			if (u->addr_gen != b->addr_gen) {
+			/* moved, or idle past timeout.upstream_idle (timers run after I/O) */
+			if (u->addr_gen != b->addr_gen ||
+			    (u->timer.deadline != 0 && u->timer.deadline <= w->loop.now)) {
 				u->phase = UP_BUSY;
 				up_close(u);
 				continue;

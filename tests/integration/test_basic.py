@@ -2,7 +2,7 @@
 import http.client
 import json
 
-from harness import backends_yaml, dead_addr, pools_yaml, request
+from harness import backends_yaml, dead_addr, parse_responses, pools_yaml, raw, request
 
 
 def test_round_robin_200(env):
@@ -75,6 +75,25 @@ def test_request_id_kept_or_made(env):
     for rid in (kept[0], kept[3]):
         st, hdrs, _ = request(r.port, "GET", "/dead/x", headers={"X-Request-Id": rid})
         assert st == 502 and hdrs.get("x-request-id") == rid, (st, hdrs)
+
+
+def test_request_id_on_early_errors(env):
+    """A request refused before its head is whole (414 here) gets an id of its own in
+    routerd's answer: not none, and not the id of the request before it on the connection."""
+    import re
+    b1 = env.backend("b1")
+    r = env.router(backends_yaml([b1], extra="limits: {uri: 64}\n"))
+    made = re.compile(rb"X-Request-Id: ([0-9a-f]{32})\r\n")
+    long_get = b"GET /" + b"u" * 100 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+    # first request on its connection
+    out = raw(r.port, long_get)
+    assert out.startswith(b"HTTP/1.1 414") and made.search(out), out
+    # after a request with the client's own id on the same connection
+    out = raw(r.port, b"GET /a HTTP/1.1\r\nHost: t\r\nX-Request-Id: first-req-id\r\n\r\n" + long_get)
+    resps, _ = parse_responses(out)
+    assert [x["status"] for x in resps] == [200, 414], out
+    assert b"X-Request-Id: first-req-id" not in out.split(b"HTTP/1.1 414", 1)[1], out
+    assert made.search(out.split(b"HTTP/1.1 414", 1)[1]), out
 
 
 def test_forwarded_for_appends_to_every_field(env):

@@ -158,9 +158,16 @@ def test_upstream_idle_closes_pooled_connections(env):
     while pooled() != 0 and time.time() < deadline:
         time.sleep(0.05)
     assert pooled() == 0, "the idle pooled connection was not closed"
-    # a slow answer longer than upstream_idle is not cut: the timer is for idle connections only
+    # a fresh pooled connection, then at once an answer slower than upstream_idle on it:
+    # the idle timer must not cut a connection in use
+    c.request("GET", "/z")
+    resp = c.getresponse()
+    resp.read()
+    s2 = b.stats()
     c.request("GET", "/slow?ms=900")
     resp = c.getresponse()
-    assert resp.status == 200 and resp.getheader("X-Backend") == "b1"
-    resp.read()
+    body = resp.read()
+    assert resp.status == 200 and resp.getheader("X-Backend") == "b1", (resp.status, body)
+    s3 = b.stats()
+    assert s3["connections"] == s2["connections"] + 1, (s2, s3)   # only s3's own
     c.close()

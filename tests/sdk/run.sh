@@ -3,17 +3,20 @@
 # in front of two fakebe backends (demo-1, demo-2) on loopback.  Needs node and
 # npm (the openai package is installed into BUILD/sdk on the first run).
 # usage: tests/sdk/run.sh BUILD_DIR
-# exit: 0 passed, 1 a check failed, 2 no node or npm, 3 the openai package could not be installed
+# exit: 0 passed, 77 skipped (no node or npm, or the openai package could not be
+# installed), anything else failed
 set -eu
 B=$(readlink -f "${1:-build}")
 HERE=$(dirname "$(readlink -f "$0")")
 command -v node >/dev/null && command -v npm >/dev/null || {
-	echo "check-sdk: needs node and npm (apt-get install nodejs npm)" >&2; exit 2; }
+	echo "check-sdk: needs node and npm (apt-get install nodejs npm)" >&2; exit 77; }
 mkdir -p "$B/sdk"
-if [ ! -f "$B/sdk/node_modules/openai/package.json" ]; then
+# a package.json of its own, so that npm installs here and not in some parent
+[ -f "$B/sdk/package.json" ] || echo '{"private": true}' >"$B/sdk/package.json"
+if ! (cd "$B/sdk" && node -e 'require("openai")' 2>/dev/null); then
 	echo "check-sdk: npm install openai@4 into $B/sdk"
-	(cd "$B/sdk" && timeout 300 npm install --silent --no-audit --no-fund --no-save openai@4) || {
-		echo "check-sdk: npm install openai@4 failed (is the npm registry reachable?)" >&2; exit 3; }
+	(cd "$B/sdk" && timeout 300 npm install --loglevel=error --no-audit --no-fund openai@4) || {
+		echo "check-sdk: npm install openai@4 failed (is the npm registry reachable?)" >&2; exit 77; }
 fi
 cp "$HERE/openai-check.mjs" "$B/sdk/"
 echo "check-sdk: openai $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$B/sdk/node_modules/openai/package.json"), node $(node --version)"
@@ -43,7 +46,9 @@ backends:
     address: 127.0.0.1:$P2
 CONF
 "$B/routerd" -d -f "$W/routerd.yaml" 2>"$W/routerd.log" & pids+=($!)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PR/v1/models" && break; sleep 0.05; done
+up=0
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PR/v1/models" && { up=1; break; }; sleep 0.05; done
+if [ $up = 0 ]; then echo "check-sdk: routerd did not come up"; cat "$W/routerd.log"; exit 1; fi
 
 rc=0
 BASE=http://127.0.0.1:$PR/v1 BE1=http://127.0.0.1:$P1 BE2=http://127.0.0.1:$P2 \
