@@ -119,6 +119,7 @@ struct conf {
 		int	 delay_ms;		/* 1s */
 		size_t	 buffer;		/* 64 KiB */
 		char	 on_status[64];		/* "502,503,504": statuses worth another backend */
+		int	 non_idempotent;	/* 0/1: replay POST and PATCH too */
 	} retries;
 	struct {
 		int	 size;			/* 1000 */

@@ -128,6 +128,9 @@ const struct conf_directive conf_directives[] = {
 	{ "retries.on_status", "statuses", "502,503,504", NULL, NULL,
 	  "response statuses that send an idempotent request to another backend",
 	  C(retries.on_status), 0, 0, NULL },
+	{ "retries.non_idempotent", "bool", "false", NULL, NULL,
+	  "replay POST and PATCH like idempotent requests (they may then run twice)",
+	  C(retries.non_idempotent), 0, 0, NULL },
 
 	{ "queue.size", "int", "1000", "ROUTER_QUEUE_SIZE", NULL,
 	  "requests that may wait for a free backend, all workers together",

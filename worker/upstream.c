@@ -104,6 +104,17 @@ resp_status_line(struct upconn *u, struct buf *o, int status)
 }
 
 /*
+ * May this request be replayed as if idempotent?  By its method, or because
+ * the operator said that POST, PATCH and the like may run twice
+ * (retries.non_idempotent).
+ */
+static int
+up_replay_ok(const struct client *c)
+{
+	return c->idempotent || c->w->conf->retries.non_idempotent;
+}
+
+/*
  * The response head is complete.  Interim (1xx) heads are dropped: we
  * answer Expect ourselves and never upgrade.  A final head is rewritten
  * into the client's out buffer with hop-by-hop fields removed and the
@@ -130,7 +141,7 @@ resp_on_headers_complete(llhttp_t *p)
 		return status == 101 ? -1 : 0;
 	}
 	if (retry_status_wanted(c->w->retry_status, status, &(struct retry_facts){
-	    .err = UPE_STATUS, .idempotent = c->idempotent, .held = c->fwd_whole,
+	    .err = UPE_STATUS, .idempotent = up_replay_ok(c), .held = c->fwd_whole,
 	    .answered = c->resp_started || c->head_sent, .complete = c->msg_done },
 	    c->attempts, c->w->conf->retries.max)) {
 		/* not forwarded: another backend may answer it (upstream_fail decides) */
@@ -746,7 +757,7 @@ upstream_fail(struct upconn *u, enum up_err e)
 	 * with a retryable status (only asked for idempotent requests).
 	 */
 	replay = retry_replayable(&(struct retry_facts){ .err = e,
-	    .idempotent = c->idempotent, .held = c->fwd_whole,
+	    .idempotent = up_replay_ok(c), .held = c->fwd_whole,
 	    .answered = c->resp_started || c->head_sent, .complete = c->msg_done });
 	if ((e == UPE_EMPTY || e == UPE_SEND) && u->reused && replay) {
 		/*

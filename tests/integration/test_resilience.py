@@ -7,6 +7,7 @@ Figures (failover time, breaker reaction) are printed and appended to FIGURES, s
 run.py shows the output of failing tests only."""
 import calendar
 import http.client
+import json
 import re
 import threading
 import time
@@ -336,6 +337,28 @@ def test_post_that_reached_a_backend_is_not_replayed(env):
     for ln in seen_bad:
         path = ln.split()[1]
         assert "GET %s -> 200" % path in good_log, (ln, good_log)
+
+
+def test_non_idempotent_replay_when_asked(env):
+    """retries.non_idempotent: the operator accepts that a POST may run twice, so a POST
+    the closer read and dropped, or answered 503, goes to the other backend; the
+    body arrives there whole."""
+    bad = scripted_backend(env, "closer", _read_then_close)
+    s503 = scripted_backend(env, "s503", _answer_503)
+    good = env.backend("good", extra=("-d",))
+    r = env.router(conf([bad, s503, good], extra=(
+        "retries:\n  max: 3\n  non_idempotent: true\n"
+        "breaker:\n  threshold: 1000\n")))
+    res = {}
+    for i in range(9):
+        st, h, body = request(r.port, "POST", "/upload", body=b"p" * (100 + i),
+                              headers={"Content-Type": "text/plain"})
+        res[i] = (st, h.get("x-backend"), json.loads(body) if st == 200 else body)
+    time.sleep(0.2)
+    assert any(ln.startswith("POST ") for ln in bad.lines), "no POST reached the closer"
+    assert any(ln.startswith("POST ") for ln in s503.lines), "no POST got a 503 first"
+    for i, (st, be, j) in res.items():
+        assert st == 200 and be == "good" and j["bytes"] == 100 + i, (i, res[i])
 
 
 # --- 5: a 503 is retried for a GET, not for a POST ----------------------------------------

@@ -314,6 +314,7 @@ Test(conf, defaults)
 	cr_assert_eq(c->timeout.client_idle_ms, 60000);
 	cr_assert_eq(c->timeout.upstream_response_ms, 60000);
 	cr_assert_eq(c->timeout.upstream_idle_ms, 4000);
+	cr_assert_eq(c->retries.non_idempotent, 0);
 	cr_assert_eq(c->timeout.drain_ms, 30000);
 	cr_assert_eq(c->limits.header_size, 16384);
 	cr_assert_eq(c->limits.header_count, 100);
