@@ -155,6 +155,7 @@ resp_on_headers_complete(llhttp_t *p)
 	    p->http_major != 1)
 		return -1;
 
+	/* RFC 9112 6.3: no body follows these, whatever Content-Length says */
 	nobody = c->is_head || status == 204 || status == 304;
 	if (nobody)
 		c->resp_body = BODY_NONE;
@@ -229,7 +230,12 @@ resp_on_headers_complete(llhttp_t *p)
 		shm_ctr_add(&k->consec_fails, 1);
 	} else
 		atomic_store_explicit(&k->consec_fails, 0, memory_order_relaxed);
-	return c->is_head ? 1 : 0;
+	/*
+	 * No body: tell llhttp so (1), or it would wait for the Content-Length
+	 * bytes a 204 or 304 never has.  A body: pause, so that up_parse()
+	 * feeds it no more than the room the head left in the client's out.
+	 */
+	return nobody ? 1 : HPE_PAUSED;
 }
 
 static int
@@ -241,6 +247,12 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 
 	if (u->interim)
 		return 0;		/* never forward a body of an interim response */
+	if (len + OUT_MARGIN > buf_room(o)) {
+		/* up_parse() bounds its input by our room: this is a bug, not input */
+		log_warnx("upstream: body of %zu bytes for %zu bytes of room", len,
+		    buf_room(o));
+		return -1;
+	}
 	if (u->parser_eof_body && c->resp_body == BODY_CHUNKED) {
 		o->wpos += http_chunk_header(o->data + o->wpos, len);
 		buf_put(o, at, len);
@@ -708,7 +720,15 @@ upstream_drive(struct upconn *u)
 		}
 		if (u->head_done && u->parser_eof_body) {
 			/* the close ends the body: on_message_complete runs (and pauses) */
-			llhttp_errno_t err = llhttp_finish(&u->parser);
+			llhttp_errno_t err;
+
+			if (buf_room(&c->out) < OUT_MARGIN) {
+				/* the last chunk needs room: after the client took some */
+				if (c->out.rpos == 0)
+					return progress;
+				buf_compact(&c->out);
+			}
+			err = llhttp_finish(&u->parser);
 
 			u->no_reuse = 1;
 			if (!((err == HPE_OK || err == HPE_PAUSED) && c->resp_done)) {
