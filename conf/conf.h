@@ -151,6 +151,8 @@ struct conf {
 		int	 header_count;		/* 100 */
 		size_t	 uri;			/* 8 KiB */
 		uint64_t body;			/* 0 = unlimited; default 0 */
+		size_t	 hold;			/* 1 MiB: bodies held whole before routing */
+		uint64_t hold_memory;		/* 256 MiB per worker */
 	} limits;
 
 	struct conf_pool	*pools;

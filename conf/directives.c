@@ -205,6 +205,12 @@ const struct conf_directive conf_directives[] = {
 	{ "limits.body", "size", "0", NULL, NULL,
 	  "largest request body (413 beyond); 0 = unlimited",
 	  C(limits.body), 0, LLONG_MAX, NULL },
+	{ "limits.hold", "size", "1m", NULL, NULL,
+	  "request bodies up to this are received whole before a backend is chosen; 0 = none",
+	  C(limits.hold), 0, 256 * MIB, NULL },
+	{ "limits.hold_memory", "size", "256m", NULL, NULL,
+	  "memory one worker may spend on held request bodies at once",
+	  C(limits.hold_memory), 0, LLONG_MAX, NULL },
 };
 const size_t conf_ndirectives = sizeof(conf_directives) /
     sizeof(conf_directives[0]);

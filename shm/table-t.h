@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			4u
+#define SHM_ABI			5u
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -163,6 +163,8 @@ struct shm_worker {
 	_Atomic uint64_t started_ms;
 	_Atomic uint64_t conns;			/* client connections open */
 	_Atomic uint64_t accepted;		/* client connections accepted, total */
+	_Atomic uint64_t hold_bytes;		/* request body memory held now */
+	_Atomic uint64_t hold_refused;		/* bodies that streamed: hold memory spent */
 };
 
 struct shm_model {

@@ -614,6 +614,8 @@ req_on_headers_complete(llhttp_t *p)
 	c->close_after = ct.close || (c->http10 && !ct.keepalive) ||
 	    !llhttp_should_keep_alive(p);
 	client_body_begin(c);
+	if (c->req_body != BODY_NONE)
+		hold_begin(c, c->req_body == BODY_LENGTH ? p->content_length : 0);
 	/* no body: let llhttp reach message_complete in this same call */
 	return c->req_body == BODY_NONE ? 0 : HPE_PAUSED;
 }
@@ -794,10 +796,7 @@ client_release_bufs(struct client *c)
 	}
 	if (c->out.data != NULL && buf_len(&c->out) == 0)
 		worker_buf_release(c->w, &c->out);
-	if (c->fwd.data != NULL) {
-		worker_fwd_put(c->w, c->fwd.data);
-		memset(&c->fwd, 0, sizeof(c->fwd));
-	}
+	hold_free_fwd(c);
 }
 
 void
@@ -825,9 +824,8 @@ client_close(struct client *c)
 	if (c->in.data)
 		worker_buf_put(w, c->in.data);
 	worker_buf_release(w, &c->out);
-	if (c->fwd.data)
-		worker_fwd_put(w, c->fwd.data);
-	c->in.data = c->fwd.data = NULL;
+	hold_free_fwd(c);
+	c->in.data = NULL;
 	TAILQ_REMOVE(&w->clients, c, entry);
 	w->nclients--;
 	atomic_store_explicit(&w->shm->workers[w->index].conns, w->nclients,
@@ -889,6 +887,30 @@ client_reply(struct client *c, int status, const char *msg)
 	c->resp_done = 1;
 	c->resp_close = close_it;
 	c->phase = CP_REPLY;
+	ev_timer_after(&c->w->loop, &c->timer, c->w->conf->timeout.client_idle_ms);
+	client_drive(c);
+}
+
+/*
+ * The backend failed after the response head went to the client.  What is
+ * buffered still goes out (the bytes are the backend's own), then the
+ * connection closes; the framing tells the client the answer is short: a
+ * Content-Length not reached, a chunked body without its last chunk.  A
+ * close-delimited answer (HTTP/1.0) has no such tell: it is cut at once.
+ */
+void
+client_cut(struct client *c)
+{
+	client_unqueue(c);
+	if (c->up != NULL)
+		upstream_release(c->up, 0);
+	if (c->resp_body == BODY_EOF || c->out.data == NULL || buf_len(&c->out) == 0) {
+		client_close(c);
+		return;
+	}
+	c->cut = 1;
+	c->resp_done = 1;
+	c->resp_close = 1;
 	ev_timer_after(&c->w->loop, &c->timer, c->w->conf->timeout.client_idle_ms);
 	client_drive(c);
 }
@@ -956,6 +978,16 @@ client_parse(struct client *c)
 			if (c->up == NULL)
 				return 0;
 		}
+		if (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap && c->holding &&
+		    hold_grow(c, c->fwd.cap + 1) == -1) {
+			/* past limits.hold or the hold memory: the body streams from here */
+			c->holding = 0;
+			if (!c->started) {
+				c->started = 1;
+				client_start(c);
+				return c->closed ? -1 : 1;
+			}
+		}
 		if (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap) {
 			if (c->fwd.rpos == 0)
 				return 0;
@@ -999,12 +1031,12 @@ client_parse(struct client *c)
 		return c->closed ? -1 : 1;
 	}
 	if ((c->phase == CP_BODY || c->phase == CP_SENT) && !c->started &&
-	    (c->msg_done || !models_wanted(c))) {
+	    (c->msg_done || !c->holding)) {
 		c->started = 1;
 		client_start(c);
 	} else if (!c->started && c->expect_100 && c->phase == CP_BODY &&
-	    models_wanted(c)) {
-		/* model routing reads the body first: the client may send it now */
+	    c->holding) {
+		/* a held body is read before a backend is chosen: the client may send it now */
 		if (c->out.data == NULL && (c->out.data = worker_buf_get(c->w)) == NULL) {
 			client_close(c);
 			return -1;
@@ -1254,7 +1286,7 @@ client_start(struct client *c)
 		client_reply(c, 404, client_status_msg(404));
 		return;
 	}
-	if (c->msg_done && models_wanted(c) && models_route(c) == -1)
+	if (models_wanted(c) && models_route(c) == -1)
 		return;
 	if (upstream_attach(c) == -1) {
 		client_no_backend(c);
@@ -1437,7 +1469,7 @@ client_finish(struct client *c)
 	c->on_backup_pool = c->retried_same = 0;
 	c->trailer_prev = '\n';
 	c->ext_len = 0;
-	c->resp_close = c->close_after = c->expect_100 = 0;
+	c->resp_close = c->close_after = c->expect_100 = c->cut = 0;
 	c->slot = -1;
 	c->attempts = 0;
 	c->status = 0;

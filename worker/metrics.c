@@ -317,6 +317,28 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    memory_order_relaxed),
 			    (unsigned long long)atomic_load_explicit(
 			    &h->workers[k].accepted, memory_order_relaxed));
+	prom_family(f, "routerd_worker_held_body_bytes", "gauge",
+	    "Memory the worker spends on request bodies held before routing.");
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
+		if (atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed) != 0)
+			fprintf(f, "routerd_worker_held_body_bytes{worker=\"%u\","
+			    "pid=\"%d\"} %llu\n", k,
+			    (int)atomic_load_explicit(&h->workers[k].pid,
+			    memory_order_relaxed),
+			    (unsigned long long)atomic_load_explicit(
+			    &h->workers[k].hold_bytes, memory_order_relaxed));
+	prom_family(f, "routerd_worker_hold_refused_total", "counter",
+	    "Request bodies that streamed, or were refused, because limits.hold_memory was spent.");
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
+		if (atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed) != 0)
+			fprintf(f, "routerd_worker_hold_refused_total{worker=\"%u\","
+			    "pid=\"%d\"} %llu\n", k,
+			    (int)atomic_load_explicit(&h->workers[k].pid,
+			    memory_order_relaxed),
+			    (unsigned long long)atomic_load_explicit(
+			    &h->workers[k].hold_refused, memory_order_relaxed));
 	prom_pool_queues(w, f);
 	prom_family(f, "routerd_worker_queued_requests", "gauge",
 	    "Requests waiting in the worker's FIFO for a backend slot.");

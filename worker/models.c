@@ -3,17 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <bsd/string.h>
+
 #include <jansson.h>
 
 #include "conf/conf.h"
 #include "lib/log.h"
+#include "worker/jscan.h"
 #include "worker/worker.h"
 
 /*
- * models_wanted(): 1 when this request's backend depends on its model and
- * the model can be read from its body: the pool balances by model and the
- * body has a Content-Length that fits in fwd.  The request then starts only
- * once its body is in (it is held there for retries anyway).
+ * models_wanted(): 1 when this request's backend depends on its model:
+ * the pool balances by model and the request has a body to read it from.
+ * Such a body is held whole before routing (limits.hold); one that is not
+ * is answered with an error by models_route(), never routed as if it
+ * named no model.
  */
 int
 models_wanted(struct client *c)
@@ -23,41 +27,101 @@ models_wanted(struct client *c)
 	if (c->admin || c->local_models || c->pool < 0 ||
 	    shm_pool_strategy(w->shm, (uint32_t)c->pool) != STRAT_MODEL)
 		return 0;
-	if (c->req_body != BODY_LENGTH)
-		return 0;
-	/* with room to spare for the parser margin of client.c */
-	return c->parser.content_length + c->fwd_head + 128 < c->fwd.cap;
+	return c->req_body != BODY_NONE;
+}
+
+/* An OpenAI-style error (status, type, code, message) instead of a backend's answer. */
+static void
+models_error(struct client *c, int status, const char *type, const char *code,
+    const char *param, const char *msg)
+{
+	json_t	*root;
+	int	 close_it;
+
+	root = json_pack("{s:{s:s, s:s, s:s, s:s?}}", "error", "message", msg,
+	    "type", type, "code", code, "param", param);
+	if (root == NULL) {
+		client_reply(c, status, msg);
+		return;
+	}
+	if (c->up != NULL)
+		upstream_release(c->up, 0);
+	if (c->out.data == NULL) {
+		if ((c->out.data = worker_buf_get(c->w)) == NULL) {
+			json_decref(root);
+			client_close(c);
+			return;
+		}
+		c->out.cap = WORKER_BUFSZ;
+	}
+	buf_reset(&c->out);
+	close_it = !c->msg_done || c->close_after;
+	if (reply_json(&c->out, status, root, close_it, c->rid) == -1) {
+		json_decref(root);
+		client_reply(c, status, msg);
+		return;
+	}
+	json_decref(root);
+	c->status = status;
+	c->head_sent = 1;
+	c->resp_done = 1;
+	c->resp_close = close_it;
+	c->phase = CP_REPLY;
 }
 
 /* An OpenAI-style 404 for a model no backend of the pool serves. */
 static void
 models_unknown(struct client *c, const char *model)
 {
-	json_t	*root;
 	char	 msg[256];
 
-	snprintf(msg, sizeof(msg), "The model '%s' does not exist or no backend serves it",
+	snprintf(msg, sizeof(msg), "The model '%.128s' does not exist or no backend serves it",
 	    model);
-	root = json_pack("{s:{s:s, s:s, s:s, s:n}}", "error", "message", msg,
-	    "type", "invalid_request_error", "code", "model_not_found", "param");
-	if (root == NULL) {
-		client_reply(c, 404, "unknown model");
-		return;
+	models_error(c, 404, "invalid_request_error", "model_not_found", NULL, msg);
+}
+
+/*
+ * The held body as one contiguous JSON text: the bytes after the head, or,
+ * for a chunked body (held in the normalized chunks client.c writes), a
+ * de-chunked copy in *copy that the caller frees.  NULL if not whole.
+ */
+static const char *
+models_body(struct client *c, size_t *len, char **copy)
+{
+	const char	*p = c->fwd.data + c->fwd_head, *end = c->fwd.data + c->fwd.wpos;
+	char		*d;
+	size_t		 n = 0;
+
+	*copy = NULL;
+	if (c->req_body != BODY_CHUNKED) {
+		*len = (size_t)(end - p);
+		return p;
 	}
-	if (c->up != NULL)
-		upstream_release(c->up, 0);
-	buf_reset(&c->out);
-	if (reply_json(&c->out, 404, root, !c->msg_done || c->close_after, c->rid) == -1) {
-		json_decref(root);
-		client_reply(c, 404, "unknown model");
-		return;
+	if ((d = malloc((size_t)(end - p) + 1)) == NULL)
+		return NULL;
+	while (p < end) {
+		size_t	sz = 0;
+
+		while (p < end && *p != '\r') {
+			int h = *p >= 'a' ? *p - 'a' + 10 : *p - '0';
+
+			sz = sz * 16 + (size_t)h;
+			p++;
+		}
+		p += 2;			/* CRLF after the size */
+		if (sz == 0)
+			break;
+		if (sz > (size_t)(end - p)) {
+			free(d);
+			return NULL;
+		}
+		memcpy(d + n, p, sz);
+		n += sz;
+		p += sz + 2;		/* the data's CRLF */
 	}
-	json_decref(root);
-	c->status = 404;
-	c->head_sent = 1;
-	c->resp_done = 1;
-	c->resp_close = !c->msg_done || c->close_after;
-	c->phase = CP_REPLY;
+	*copy = d;
+	*len = n;
+	return d;
 }
 
 /*
@@ -69,35 +133,52 @@ int
 models_route(struct client *c)
 {
 	struct worker	*w = c->w;
-	json_t		*root, *m;
-	json_error_t	 err;
-	const char	*name;
-	int		 id;
+	const char	*body;
+	char		*copy, name[SHM_NAME_MAX * 4];
+	size_t		 len;
+	int		 id, r;
 
-	if (c->out.data == NULL) {
-		if ((c->out.data = worker_buf_get(w)) == NULL)
-			return 0;
-		c->out.cap = WORKER_BUFSZ;
-		buf_reset(&c->out);
+	if (!c->holding || !c->msg_done) {
+		/* the body streams: nothing tells which backends serve its model */
+		if (c->hold_nomem) {
+			models_error(c, 503, "server_error", "hold_memory_full", NULL,
+			    "routerd has no memory free to read this request's model; try again");
+			return -1;
+		}
+		models_error(c, 413, "invalid_request_error", "request_too_large", NULL,
+		    "the request body is larger than limits.hold, so its model cannot be read");
+		return -1;
 	}
-	root = json_loadb(c->fwd.data + c->fwd_head, c->fwd.wpos - c->fwd_head,
-	    JSON_DISABLE_EOF_CHECK, &err);
-	if (root == NULL)
-		return 0;	/* not JSON: the backends will say what they think of it */
-	m = json_object_get(root, "model");
-	if (!json_is_string(m)) {
-		json_decref(root);
-		return 0;
+	if ((body = models_body(c, &len, &copy)) == NULL) {
+		client_reply(c, 500, "held body unreadable");
+		return -1;
 	}
-	name = json_string_value(m);
+	r = jscan_model(body, len, name, sizeof(name));
+	free(copy);
+	switch (r) {
+	case JSCAN_FOUND:
+		break;
+	case JSCAN_TOOLONG:
+		/* longer than any model name the table can hold: none serves it */
+		strlcpy(name + 64, "...", 4);
+		models_unknown(c, name);
+		return -1;
+	case JSCAN_NONE:
+	case JSCAN_NOTSTRING:
+		models_error(c, 400, "invalid_request_error", "missing_model", "model",
+		    "model routing needs a \"model\" string in the request body");
+		return -1;
+	default:
+		models_error(c, 400, "invalid_request_error", "invalid_json", NULL,
+		    "model routing needs a JSON object body (with one \"model\"); this one is not");
+		return -1;
+	}
 	id = shm_model_lookup(w->shm, name);
 	if (id < 0 || !balance_pool_has_model(&w->view, (uint32_t)c->pool, id)) {
 		models_unknown(c, name);
-		json_decref(root);
 		return -1;
 	}
 	c->breq.model = id;
-	json_decref(root);
 	return 0;
 }
 

@@ -30,9 +30,10 @@ reply_json(struct buf *b, int status, json_t *root, int close, const char *rid)
 	    "Server: routerd\r\n"
 	    "Content-Type: application/json\r\n"
 	    "Content-Length: %zu\r\n"
-	    "%s%s%s%s"
+	    "%s%s%s%s%s"
 	    "\r\n%s\n",
 	    status, reply_reason(status), blen + 1,
+	    status == 503 ? "Retry-After: 1\r\n" : "",
 	    close ? "Connection: close\r\n" : "",
 	    rid && rid[0] ? "X-Request-Id: " : "", rid && rid[0] ? rid : "",
 	    rid && rid[0] ? "\r\n" : "", body);

@@ -587,7 +587,7 @@ up_parse(struct upconn *u)
 	} else if (err == HPE_PAUSED) {
 		u->in.rpos += (size_t)(llhttp_get_error_pos(&u->parser) - p);
 		llhttp_resume(&u->parser);
-		if (buf_len(&u->in) != 0)
+		if (c->resp_done && buf_len(&u->in) != 0)
 			u->no_reuse = 1;	/* bytes after the response: not HTTP we trust */
 	} else if (u->retry_status) {
 		upstream_fail(u, UPE_STATUS);
@@ -807,7 +807,7 @@ upstream_fail(struct upconn *u, enum up_err e)
 			return;
 	}
 	if (c->head_sent || c->resp_started) {
-		client_close(c);
+		client_cut(c);
 		return;
 	}
 	switch (e) {

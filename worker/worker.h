@@ -81,7 +81,11 @@ struct client {
 				 started:1, chunk_open:1, hup:1,
 				 admin:1, admin_pending:1, trailers:1,
 				 queued:1, retry_wait:1, on_backup_pool:1,
-				 retried_same:1, local_models:1;
+				 retried_same:1, local_models:1,
+				 holding:1,	/* body received whole before routing */
+				 hold_nomem:1,	/* not held: limits.hold_memory was spent */
+				 cut:1;		/* the response broke: close once out is sent */
+	size_t			 hold_acct;	/* bytes of w->hold_used that are ours */
 	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
 	int			 fail_slot;	/* backend of the first failed attempt, -1 */
 	uint64_t		 t_fail;	/* ms: that failure */
@@ -182,6 +186,7 @@ struct worker {
 	size_t			 nfreebufs;
 	char			*freefwd;	/* free list of fwd blocks */
 	size_t			 fwdsz;
+	uint64_t		 hold_used;	/* bytes of held request bodies (limits.hold_memory) */
 	int			 sigfd;
 	uint8_t			 retry_status[600 / 8];	/* bit per status: retries.on_status */
 	int			*backup_pool;	/* [npools]: index of each pool's backup pool, -1 */
@@ -213,6 +218,8 @@ void	 client_admin_done(struct client *);
 void	 client_drive(struct client *);
 void	 client_close(struct client *);
 void	 client_reply(struct client *, int status, const char *msg);
+/* The response broke after its head went out: flush what is buffered, then close with no clean end. */
+void	 client_cut(struct client *);
 void	 client_settings(llhttp_settings_t *);
 void	 client_queue_run(struct worker *);
 /* No other backend: try slot again after retries.delay.  0 if scheduled. */
@@ -229,6 +236,12 @@ void	 upstream_close_idle(struct worker *, uint32_t slot);
 void	 accesslog_open(struct worker *);
 void	 accesslog_request(struct client *);
 void	 accesslog_flush(struct worker *);
+
+/* hold.c: request bodies held whole before routing (limits.hold) */
+int	 hold_begin(struct client *, uint64_t want);
+int	 hold_grow(struct client *, size_t need);
+void	 hold_end(struct client *);
+void	 hold_free_fwd(struct client *);
 
 /* reply.c */
 const char *reply_reason(int status);

@@ -30,6 +30,17 @@ def _fetch(port, req, timeout=10):
     return out
 
 
+def _worker_pids(r):
+    """The workers' pids, once the master has forked and titled them."""
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        pids = worker_pids(r)
+        if pids:
+            return pids
+        time.sleep(0.05)
+    raise AssertionError("no worker came up")
+
+
 def _no_deaths(r, pids_before):
     log = r.output()
     assert "killed by signal" not in log, log[-2000:]
@@ -40,7 +51,7 @@ def test_one_write_cl_response_close_and_http10(env):
     """40,000 bytes in one write, Connection: close and HTTP/1.0: whole, byte-exact, no worker death."""
     b1 = env.backend("b1")
     r = env.router(backends_yaml([b1]))
-    pids = worker_pids(r)
+    pids = _worker_pids(r)
     for n in (32647, 32648, 32700, 32768, 40000, 65536, 65537, 131072):
         want = _pattern(n)
         for req in (b"GET /bytes?n=%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % n,
@@ -58,7 +69,7 @@ def test_one_write_cl_response_http10_keepalive(env):
     """HTTP/1.0 with Connection: keep-alive adds a field to the head: still whole, and kept alive."""
     b1 = env.backend("b1")
     r = env.router(backends_yaml([b1]))
-    pids = worker_pids(r)
+    pids = _worker_pids(r)
     s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
     for n in (32000, 32647, 40000, 65535):
         s.sendall(b"GET /bytes?n=%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % n)
@@ -107,3 +118,125 @@ def test_204_304_with_content_length_do_not_hang(env):
         assert out.startswith(b"HTTP/1.1 %d" % status), out
         assert time.time() - t0 < 2, "Connection: close after a %d was not closed" % status
         r.stop()
+
+
+def _post(port, path, body, headers=(), chunks=None):
+    """One request; returns (status, headers dict, body bytes)."""
+    h = b"POST %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" % path.encode()
+    for k, v in headers:
+        h += b"%s: %s\r\n" % (k.encode(), v.encode())
+    if chunks is None:
+        req = h + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        req = h + b"Transfer-Encoding: chunked\r\n\r\n"
+        for i in range(0, len(body), chunks):
+            part = body[i:i + chunks]
+            req += b"%x\r\n%s\r\n" % (len(part), part)
+        req += b"0\r\n\r\n"
+    out = _fetch(port, req)
+    resps, _ = parse_responses(out)
+    assert resps, out[:300]
+    return resps[-1]["status"], resps[-1]["headers_dict"], resps[-1]["body"]
+
+
+def test_model_routing_never_falls_back_silently(env):
+    """A model pool: chunked bodies are routed by their model; a body that is not JSON, names no
+    model, or is over limits.hold is answered with an OpenAI-style error and reaches no backend."""
+    import json
+    b1 = env.backend("b1", models="m1")
+    r = env.router(backends_yaml([(b1, ", models: [m1]")], strategy="model",
+                                 extra="limits:\n  hold: 64k\n"))
+    ok = json.dumps({"model": "m1", "messages": [{"role": "user", "content": "x" * 3000}]}).encode()
+    unk = json.dumps({"model": "nope", "messages": []}).encode()
+    for chunks in (None, 1, 7, 1000):
+        st, _, body = _post(r.port, "/v1/chat/completions", ok, chunks=chunks)
+        assert st == 200, (chunks, st, body[:200])
+        st, _, body = _post(r.port, "/v1/chat/completions", unk, chunks=chunks)
+        assert st == 404 and json.loads(body)["error"]["code"] == "model_not_found", (chunks, st, body)
+    before = b1.stats()["requests"]
+    cases = [(b"not json at all", 400, "invalid_json"),
+             (b"[1,2,3]", 400, "invalid_json"),
+             (b'{"messages": []}', 400, "missing_model"),
+             (b'{"model": 7}', 400, "missing_model"),
+             (b'{"model": "m1", "pad": "' + b"a" * 70000 + b'"}', 413, "request_too_large")]
+    for body, want, code in cases:
+        for chunks in (None, 4096):
+            st, _, got = _post(r.port, "/v1/chat/completions", body, chunks=chunks)
+            assert st == want, (body[:40], chunks, st, got[:200])
+            assert json.loads(got)["error"]["code"] == code, (body[:40], got)
+    assert b1.stats()["requests"] == before, "a request the router refused reached the backend"
+
+
+def test_hold_memory_spent_streams_or_refuses(env):
+    """limits.hold_memory spent by a slow upload: another body streams (a plain pool) and a model
+    pool answers 503 with Retry-After; both counted in /metrics; nothing is lost."""
+    import json
+    b1 = env.backend("b1", models="m1")
+    yaml = """listen:
+  - address: LISTEN
+admin:
+  address: 127.0.0.1:{aport}
+workers: 1
+health: {{ type: none }}
+limits:
+  hold: 1m
+  hold_memory: 100k
+pools:
+  plain:
+    backends:
+      - {{ name: p1, address: {addr} }}
+  llm:
+    strategy: model
+    backends:
+      - {{ name: l1, address: {addr}, models: [m1] }}
+routes:
+  - {{ prefix: /upload, pool: plain }}
+  - {{ prefix: /v1/, pool: llm }}
+"""
+    from harness import free_port
+    aport = free_port()
+    r = env.router(yaml.format(aport=aport, addr=b1.addr))
+    # a slow upload of 90 KB: held, it takes most of the 100k
+    slow = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+    slow.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 90000\r\n\r\n" + b"x" * 1000)
+    time.sleep(0.3)
+    st, _, body = _post(r.port, "/upload", b"y" * 50000)
+    assert st == 200 and json.loads(body)["bytes"] == 50000, (st, body[:200])
+    ok = json.dumps({"model": "m1", "messages": []}).encode()
+    st, h, body = _post(r.port, "/v1/chat/completions", ok + b" " * 50000)
+    assert st == 503 and "retry-after" in h, (st, h, body[:200])
+    assert json.loads(body)["error"]["code"] == "hold_memory_full", body
+    slow.sendall(b"x" * 89000)
+    out = b""
+    while b"\r\n\r\n" not in out:
+        c = slow.recv(4096)
+        assert c, out
+        out += c
+    assert out.startswith(b"HTTP/1.1 200"), out[:200]
+    slow.close()
+    import urllib.request
+    m = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % aport, timeout=5).read().decode()
+    refused = [ln for ln in m.splitlines() if ln.startswith("routerd_worker_hold_refused_total{")]
+    assert refused and all(float(ln.split()[-1]) >= 2 for ln in refused), refused
+
+
+def test_held_chunked_body_over_limit_forwards_nothing(env):
+    """A chunked body over limits.body, held: 413 and a close, and no byte reached the backend."""
+    hits = []
+
+    def respond(s, head, n):
+        hits.append(head)
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return True
+
+    sc = scripted_backend(env, "trip", respond)
+    r = env.router(backends_yaml([sc], extra="limits:\n  body: 1k\n"))
+    for chunks in ([2000], [500, 500, 500], [1] * 1100):
+        req = b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for n in chunks:
+            req += b"%x\r\n%s\r\n" % (n, b"z" * n)
+        req += b"0\r\n\r\n"
+        out = _fetch(r.port, req)
+        assert out.startswith(b"HTTP/1.1 413"), (chunks[:3], out[:200])
+    time.sleep(0.2)
+    assert hits == [] and sc.conns == 0, (sc.conns, hits[:1])

@@ -1,0 +1,157 @@
+/* Unit tests of worker/jscan.c: finding "model", and its verdict on JSON held to jansson's. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "worker/jscan.h"
+
+static int
+scan(const char *s, char *out, size_t outsz)
+{
+	return jscan_model(s, strlen(s), out, outsz);
+}
+
+Test(jscan, finds_model)
+{
+	char	m[64];
+
+	cr_assert_eq(scan("{\"model\":\"m1\",\"messages\":[]}", m, sizeof(m)), JSCAN_FOUND);
+	cr_assert_str_eq(m, "m1");
+	cr_assert_eq(scan(" \n{ \"messages\" : [ {\"role\":\"user\",\"content\":\"model\"} ] ,"
+	    " \"model\" : \"llama-3.1-8b\" } \r\n", m, sizeof(m)), JSCAN_FOUND);
+	cr_assert_str_eq(m, "llama-3.1-8b");
+	/* a nested "model" is not the request's */
+	cr_assert_eq(scan("{\"x\":{\"model\":\"inner\"}}", m, sizeof(m)), JSCAN_NONE);
+	cr_assert_eq(scan("{\"x\":[{\"model\":\"inner\"}],\"model\":\"outer\"}", m, sizeof(m)),
+	    JSCAN_FOUND);
+	cr_assert_str_eq(m, "outer");
+	/* escapes in the key and the value decode as a backend would read them */
+	cr_assert_eq(scan("{\"mod\\u0065l\":\"a\\/b\\u00e9\\ud83d\\ude00\"}", m, sizeof(m)),
+	    JSCAN_FOUND);
+	cr_assert_str_eq(m, "a/b\xc3\xa9\xf0\x9f\x98\x80");
+}
+
+Test(jscan, other_answers)
+{
+	char	m[8];
+
+	cr_assert_eq(scan("{}", m, sizeof(m)), JSCAN_NONE);
+	cr_assert_eq(scan("{\"messages\":[]}", m, sizeof(m)), JSCAN_NONE);
+	cr_assert_eq(scan("{\"model\":7}", m, sizeof(m)), JSCAN_NOTSTRING);
+	cr_assert_eq(scan("{\"model\":null}", m, sizeof(m)), JSCAN_NOTSTRING);
+	cr_assert_eq(scan("{\"model\":{\"a\":[1,2]}}", m, sizeof(m)), JSCAN_NOTSTRING);
+	cr_assert_eq(scan("{\"model\":\"12345678\"}", m, sizeof(m)), JSCAN_TOOLONG);
+	cr_assert_eq(scan("{\"model\":\"1234567\"}", m, sizeof(m)), JSCAN_FOUND);
+	cr_assert_str_eq(m, "1234567");
+	/* two models: which one would a backend take?  Refused. */
+	cr_assert_eq(scan("{\"model\":\"a\",\"model\":\"b\"}", m, sizeof(m)), JSCAN_BAD);
+	cr_assert_eq(scan("{\"model\":\"a\",\"mod\\u0065l\":\"b\"}", m, sizeof(m)), JSCAN_BAD);
+}
+
+/* Texts that are not JSON objects, each refused, as jansson refuses them. */
+static const char *bad[] = {
+	"", " ", "[]", "\"model\"", "1", "null", "{", "}", "{\"model\"}", "{\"model\":}",
+	"{\"model\":\"m\",}", "{,}", "{\"a\":1 \"b\":2}", "{\"a\":01}", "{\"a\":1.}",
+	"{\"a\":.5}", "{\"a\":1e}", "{\"a\":-}", "{\"a\":+1}", "{\"a\":tru}", "{\"a\":nul}",
+	"{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":[1 2]}", "{\"a\":{\"b\"}}", "{\"a\":\"\\x\"}",
+	"{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}",
+	"{\"a\":\"\\u0000\"}", "{\"a\":\"tab\there\"}", "{\"a\":\"\xc3\"}",
+	"{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf5\x80\x80\x80\"}",
+	"{\"a\":1}x", "{\"a\":1}{}", "{'a':1}", "{a:1}", "{\"a\":[}", "{\"a\":]}",
+	"{\"a\":[1}", "{\"a\":{]}", "{\"model\":\"m\"", "\xef\xbb\xbf{}",
+};
+
+Test(jscan, refuses_what_jansson_refuses)
+{
+	char	m[64];
+	size_t	i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_error_t	err;
+		json_t		*j = json_loads(bad[i], 0, &err);
+		int		jv = j != NULL && json_is_object(j);
+
+		json_decref(j);
+		cr_assert_eq(jv, 0, "jansson accepts case %zu", i);
+		cr_assert_eq(scan(bad[i], m, sizeof(m)), JSCAN_BAD, "case %zu: %s", i, bad[i]);
+	}
+}
+
+Test(jscan, depth)
+{
+	char	 m[8], *s;
+	size_t	 i, n = JSCAN_DEPTH;
+
+	s = malloc(2 * n + 64);
+	cr_assert_not_null(s);
+	/* exactly JSCAN_DEPTH containers under the top-level object: refused one deeper */
+	strcpy(s, "{\"a\":");
+	for (i = 0; i < n; i++)
+		strcat(s, "[");
+	for (i = 0; i < n; i++)
+		strcat(s, "]");
+	strcat(s, ",\"model\":\"x\"}");
+	cr_assert_eq(scan(s, m, sizeof(m)), JSCAN_FOUND);
+	strcpy(s, "{\"a\":");
+	for (i = 0; i < n + 1; i++)
+		strcat(s, "[");
+	for (i = 0; i < n + 1; i++)
+		strcat(s, "]");
+	strcat(s, "}");
+	cr_assert_eq(scan(s, m, sizeof(m)), JSCAN_BAD);
+	free(s);
+}
+
+/* Random JSON-ish texts: whenever jansson reads an object, jscan agrees on "model". */
+Test(jscan, agrees_with_jansson_on_random_texts)
+{
+	static const char *parts[] = {
+		"{", "}", "[", "]", ",", ":", "\"model\"", "\"m1\"", "\"x\"", "1", "-2.5e3",
+		"true", "null", " ", "\"\\u00e9\"", "\"mod\\u0065l\"", "{\"model\":\"q\"}",
+		"\"a\\\"b\"", "0", "[1,2]",
+	};
+	unsigned	seed = 12345;
+	int		i, k, agreed = 0;
+	char		text[512], m[64];
+
+	for (i = 0; i < 200000; i++) {
+		size_t	len = 0;
+		int	nparts = 1 + (int)((seed = seed * 1103515245 + 12345) >> 16) % 14;
+
+		text[0] = '\0';
+		for (k = 0; k < nparts; k++) {
+			const char *p = parts[((seed = seed * 1103515245 + 12345) >> 16) %
+			    (sizeof(parts) / sizeof(parts[0]))];
+
+			if (len + strlen(p) + 1 >= sizeof(text))
+				break;
+			strcpy(text + len, p);
+			len += strlen(p);
+		}
+		{
+			json_error_t	 err;
+			json_t		*j = json_loadb(text, len, 0, &err), *jm;
+			int		 r = jscan_model(text, len, m, sizeof(m));
+
+			if (j == NULL || !json_is_object(j)) {
+				cr_assert_eq(r, JSCAN_BAD, "jansson refuses, jscan %d: %s", r, text);
+				json_decref(j);
+				continue;
+			}
+			jm = json_object_get(j, "model");
+			if (r == JSCAN_BAD) {
+				/* only a duplicated "model" (jansson keeps the last) */
+				cr_assert(strstr(text, "model") != NULL, "jscan refuses: %s", text);
+			} else if (jm == NULL)
+				cr_assert_eq(r, JSCAN_NONE, "%s", text);
+			else if (json_is_string(jm)) {
+				cr_assert_eq(r, JSCAN_FOUND, "%s", text);
+				cr_assert_str_eq(m, json_string_value(jm), "%s", text);
+				agreed++;
+			} else
+				cr_assert_eq(r, JSCAN_NOTSTRING, "%s", text);
+			json_decref(j);
+		}
+	}
+	cr_assert_gt(agreed, 100, "the generator made too few objects with a model");
+}

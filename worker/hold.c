@@ -1,0 +1,119 @@
+/* Held request bodies: a request's fwd buffer grown within limits.hold and the worker's limits.hold_memory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "worker/worker.h"
+
+#define HOLD_SLACK	128	/* room past the body: chunk framing of a parse step, the last chunk */
+
+static void
+hold_publish(struct worker *w)
+{
+	atomic_store_explicit(&w->shm->workers[w->index].hold_bytes, w->hold_used,
+	    memory_order_relaxed);
+}
+
+/*
+ * Starts holding c's body if limits.hold and the worker's hold memory
+ * allow it.  want is the body's size when known (Content-Length), 0 when
+ * it is not (chunked: the buffer grows as the body comes).  Returns 1 if
+ * the body is held, 0 if it must stream.
+ */
+int
+hold_begin(struct client *c, uint64_t want)
+{
+	struct worker	*w = c->w;
+	size_t		 hold = w->conf->limits.hold;
+
+	c->holding = c->hold_nomem = 0;
+	if (hold == 0 || want > hold)
+		return 0;
+	if (w->hold_used + c->fwd.cap > w->conf->limits.hold_memory) {
+		shm_ctr_add(&w->shm->workers[w->index].hold_refused, 1);
+		c->hold_nomem = 1;
+		return 0;
+	}
+	c->hold_acct = c->fwd.cap;
+	w->hold_used += c->hold_acct;
+	c->holding = 1;
+	hold_publish(w);
+	if (want > 0 && hold_grow(c, c->fwd_head + want + HOLD_SLACK) == -1) {
+		hold_end(c);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * Makes fwd hold at least need bytes (0 if it already does), within
+ * limits.hold past the head and the worker's hold memory; -1 when either
+ * says no (the body then streams).
+ */
+int
+hold_grow(struct client *c, size_t need)
+{
+	struct worker	*w = c->w;
+	size_t		 max = c->fwd_head + w->conf->limits.hold + HOLD_SLACK, ncap;
+	char		*nd;
+
+	if (!c->holding)
+		return -1;
+	if (need <= c->fwd.cap)
+		return 0;
+	if (need > max)
+		return -1;
+	/* a body of known size gets just that; a chunked one grows by doubling */
+	if (c->req_body == BODY_LENGTH)
+		ncap = need;
+	else
+		for (ncap = c->fwd.cap; ncap < need; ncap *= 2)
+			;
+	if (ncap > max)
+		ncap = max;
+	if (w->hold_used - c->hold_acct + ncap > w->conf->limits.hold_memory) {
+		shm_ctr_add(&w->shm->workers[w->index].hold_refused, 1);
+		c->hold_nomem = 1;
+		return -1;
+	}
+	if (c->fwd.cap == w->fwdsz) {
+		/* the pooled block stays the pool's: copy out of it */
+		if ((nd = malloc(ncap)) == NULL)
+			return -1;
+		memcpy(nd, c->fwd.data, c->fwd.wpos);
+		worker_fwd_put(w, c->fwd.data);
+	} else if ((nd = realloc(c->fwd.data, ncap)) == NULL)
+		return -1;
+	c->fwd.data = nd;
+	w->hold_used += ncap - c->hold_acct;
+	c->hold_acct = ncap;
+	c->fwd.cap = ncap;
+	hold_publish(w);
+	return 0;
+}
+
+/* The body no longer counts as held (it streams, or the request is over). */
+void
+hold_end(struct client *c)
+{
+	if (c->hold_acct != 0) {
+		c->w->hold_used -= c->hold_acct;
+		c->hold_acct = 0;
+		hold_publish(c->w);
+	}
+	c->holding = 0;
+}
+
+/* Gives c's fwd buffer back: to the pool if it is a pooled block, else to malloc. */
+void
+hold_free_fwd(struct client *c)
+{
+	hold_end(c);
+	if (c->fwd.data == NULL)
+		return;
+	if (c->fwd.cap == c->w->fwdsz || c->fwd.cap == 0)
+		worker_fwd_put(c->w, c->fwd.data);
+	else
+		free(c->fwd.data);
+	memset(&c->fwd, 0, sizeof(c->fwd));
+}
