@@ -311,6 +311,24 @@ master_stripe_reset(struct master *m, uint32_t stripe)
 		shm_inflight_set(m->shm, stripe, i, 0);
 }
 
+/*
+ * The oldest config generation a worker still runs, or gen when none runs:
+ * the pool ids of generations older than that may be given to new names.
+ * A worker counts from its fork (its pid is set before the master can
+ * reload again), so one that has not yet mapped its pools is counted.
+ */
+uint32_t
+master_oldest_generation(const struct master *m, uint32_t gen)
+{
+	uint32_t	oldest = gen;
+	size_t		i;
+
+	for (i = 0; i < SHM_WORKERS_MAX; i++)
+		if (m->w[i].pid > 0 && m->w[i].generation < oldest)
+			oldest = m->w[i].generation;
+	return oldest;
+}
+
 /* Reap children; a worker that died on its own is respawned with back-off. */
 static void
 master_reap(struct master *m)
@@ -523,7 +541,7 @@ master_main(struct master *m)
 	    m->nworkers * 4 < SHM_WORKERS_MAX ? m->nworkers * 4 : SHM_WORKERS_MAX, NULL);
 	if (m->shm == NULL)
 		fatal("master: shared table");
-	if (master_table_load(m->shm, m->conf) == -1)
+	if (master_table_load(m->shm, m->conf, 1, 1) == -1)
 		return 1;
 	if (master_listen(m) == -1)
 		return 1;

@@ -109,8 +109,14 @@ void	 control_event(struct master *, const char *type, const char *fmt, ...)
 int	 syncer_main(struct conf *, int fd);
 void	 registry_readable(struct master *, int fd);
 
-/* Table membership (master only): write every backend of cf into the table. */
-int	 master_table_load(struct shm_hdr *, const struct conf *);
+/*
+ * Table membership (master only): write the pools and backends of cf, the
+ * config of generation gen, into the table; oldest is the oldest
+ * generation still running (master_oldest_generation()).
+ */
+int	 master_table_load(struct shm_hdr *, const struct conf *, uint32_t gen,
+	    uint32_t oldest);
+uint32_t master_oldest_generation(const struct master *, uint32_t gen);
 int	 master_slot_find(struct shm_hdr *, const char *name);
 int	 master_slot_alloc(struct shm_hdr *);
 void	 master_slot_free(struct shm_hdr *, uint32_t slot);

@@ -332,7 +332,9 @@ registry_apply(struct master *m, const struct regbuf *b)
 	uint32_t		 added = 0, updated = 0, gone = 0, dups = 0;
 	int			 pool, changed = 0, full = 0, k, slot;
 
-	if ((pool = conf_pool_find(m->conf, m->conf->registry.pool)) == -1) {
+	/* the pool's id in the table, not its place in the file (DESIGN "The shared table") */
+	if (conf_pool_find(m->conf, m->conf->registry.pool) == -1 ||
+	    (pool = shm_pool_find(h, m->conf->registry.pool)) == -1) {
 		if (!reg.nopool_logged++)
 			log_warnx("registry: no pool '%s'; registry ignored",
 			    m->conf->registry.pool);

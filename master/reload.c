@@ -205,7 +205,8 @@ master_reload(struct master *m, char *err, size_t errlen)
 	}
 
 	/* committed from here on */
-	master_table_load(m->shm, nc);
+	master_table_load(m->shm, nc, m->generation + 1,
+	    master_oldest_generation(m, m->generation + 1));
 	reload_close_unused(m, nfds, nc->nlisten, nafds, nworkers);
 	memcpy(m->lfds, nfds, sizeof(m->lfds));
 	memcpy(m->afds, nafds, sizeof(m->afds));

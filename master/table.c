@@ -8,29 +8,55 @@
 
 /*
  * master_table_load() makes the table hold the pools and backends of cf,
- * at start and on every reload.  Backends are matched by name, so a
- * backend that stays keeps its slot, and with it its health, breaker and
- * counters; one that is new takes a free slot; a configured one that is
- * gone is freed (its in-flight requests finish).  Registry-learned
- * backends are the registry's: they stay, moved to the registry pool's new
- * index.  An operator's disable/drain survives.  Returns 0, or -1 if the
- * table is full (logged; what fitted is applied).
+ * the config of generation gen, at start and on every reload; oldest is
+ * the oldest generation a running worker still runs (gen if none).  Pools
+ * keep their ids by name (shm_pool_intern()): a worker of an older
+ * generation keeps routing by its own pools whatever the order of the new
+ * file, and a pool that left the file is retired, not renumbered.
+ * Backends are matched by name, so a backend that stays keeps its slot,
+ * and with it its health, breaker and counters; one that is new takes a
+ * free slot; a configured one that is gone is freed (its in-flight
+ * requests finish); one that moved to another pool gets that pool's id.
+ * Registry-learned backends are the registry's: they stay, in the
+ * registry pool (by name).  An operator's disable/drain survives.
+ * Returns 0, or -1 if the table is full of backends or of pool ids
+ * (logged; what fitted is applied).
  */
 int
-master_table_load(struct shm_hdr *h, const struct conf *cf)
+master_table_load(struct shm_hdr *h, const struct conf *cf, uint32_t gen,
+    uint32_t oldest)
 {
-	uint32_t	 i, n;
+	uint32_t	 i, n, ids[SHM_POOLS_MAX];
+	uint8_t		 live[SHM_POOLS_MAX];
 	size_t		 p, b;
-	int		 rc = 0, regpool;
+	int		 rc = 0, regpool, id;
 	struct shm_desc	 d, old;
 
-	for (p = 0; p < cf->npools && p < SHM_POOLS_MAX; p++)
-		shm_pool_set(h, (uint32_t)p, cf->pools[p].name,
+	memset(live, 0, sizeof(live));
+	for (p = 0; p < cf->npools && p < SHM_POOLS_MAX; p++) {
+		if ((id = shm_pool_intern(h, cf->pools[p].name, gen, oldest)) == -1) {
+			/* every id may still be used by a draining generation */
+			log_warnx("table: no pool id free for '%s' while older "
+			    "workers drain; its backends are left out",
+			    cf->pools[p].name);
+			ids[p] = UINT32_MAX;
+			rc = -1;
+			continue;
+		}
+		ids[p] = (uint32_t)id;
+		live[id] = 1;
+		shm_pool_set(h, (uint32_t)id, cf->pools[p].name,
 		    cf->pools[p].strategy, cf->pools[p].base_strategy);
+	}
 	for (p = cf->npools; p < SHM_POOLS_MAX; p++)
-		if (atomic_load_explicit(&h->pools[p].inuse, memory_order_relaxed))
-			shm_pool_set(h, (uint32_t)p, NULL, 0, 0);
+		ids[p] = UINT32_MAX;
+	for (i = 0; i < SHM_POOLS_MAX; i++)
+		if (!live[i] &&
+		    atomic_load_explicit(&h->pools[i].inuse, memory_order_relaxed))
+			shm_pool_retire(h, i);
 	regpool = cf->registry.url[0] ? conf_pool_find(cf, cf->registry.pool) : -1;
+	if (regpool >= 0 && ids[regpool] == UINT32_MAX)
+		regpool = -1;
 
 	/* configured backends that left the file; registry ones follow their pool */
 	n = atomic_load_explicit(&h->nslots, memory_order_relaxed);
@@ -45,13 +71,16 @@ master_table_load(struct shm_hdr *h, const struct conf *cf)
 				master_slot_free(h, i);
 				continue;
 			}
-			d.pool = (uint32_t)regpool;
-			shm_desc_write(shm_slot(h, i), &d);
+			if (d.pool != ids[regpool]) {
+				d.pool = ids[regpool];
+				shm_desc_write(shm_slot(h, i), &d);
+			}
 			continue;
 		}
 		for (p = 0; p < cf->npools && !found; p++)
 			for (b = 0; b < cf->pools[p].nbackends && !found; b++)
-				if (strcmp(cf->pools[p].backends[b].name, d.name) == 0)
+				if (ids[p] != UINT32_MAX &&
+				    strcmp(cf->pools[p].backends[b].name, d.name) == 0)
 					found = 1;
 		if (!found)
 			master_slot_free(h, i);
@@ -59,6 +88,8 @@ master_table_load(struct shm_hdr *h, const struct conf *cf)
 	for (p = 0; p < cf->npools; p++) {
 		const struct conf_pool *cp = &cf->pools[p];
 
+		if (ids[p] == UINT32_MAX)
+			continue;
 		for (b = 0; b < cp->nbackends; b++) {
 			int	slot = master_slot_find(h, cp->backends[b].name);
 
@@ -68,7 +99,7 @@ master_table_load(struct shm_hdr *h, const struct conf *cf)
 				rc = -1;
 				break;
 			}
-			master_desc_from_conf(h, &cp->backends[b], (uint32_t)p,
+			master_desc_from_conf(h, &cp->backends[b], ids[p],
 			    SHM_F_STATIC, &d);
 			shm_desc_read(shm_slot(h, (uint32_t)slot), &old);
 			if (old.flags & SHM_F_INUSE) {
@@ -131,7 +162,7 @@ master_slot_free(struct shm_hdr *h, uint32_t slot)
 	shm_desc_write(shm_slot(h, slot), &d);
 }
 
-/* Fill a descriptor from a configured backend of pool (models interned on the way). */
+/* Fill a descriptor from a configured backend of pool id (models interned on the way). */
 void
 master_desc_from_conf(struct shm_hdr *h, const struct conf_backend *cb,
     uint32_t pool, uint32_t flags, struct shm_desc *d)

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			5u
+#define SHM_ABI			6u	/* 5: pools[] by stable pool ids; 6: held body counters */
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -146,11 +146,27 @@ struct shm_inlog {
 	alignas(SHM_CACHELINE) _Atomic uint64_t ent[SHM_INLOG_LEN];
 };
 
-/* A pool: name written by the master before publishing gen; strategy by anyone who owns the change (master/control). */
+/*
+ * A pool, by id.  An id names one pool for as long as any generation may
+ * use it: the master gives a name the id it had before (live or retired),
+ * and gives a free id to a new name only if it was never used or no
+ * running worker's generation is as old as last_gen (DESIGN "The shared
+ * table").  Every descriptor's pool and every per-pool shared word
+ * (strategy, poolq[][]) is keyed by that id, never by the order of the
+ * pools in a config file, so a worker of generation N keeps routing by
+ * generation N's pools whatever generation N+1 does to the table.
+ *
+ * name and inuse: master only, under hdr->mseq; inuse is 1 while the
+ * pool is in the current config, 0 once retired (the name stays, so the
+ * workers of older generations still find their pool's id).  last_gen:
+ * master only, read by nobody else.  strategy: one atomic word, written
+ * by whoever owns the change (master, control).
+ */
 struct shm_pool {
 	alignas(SHM_CACHELINE) _Atomic uint32_t strategy;	/* enum conf_strategy */
 	_Atomic uint32_t inuse;
 	_Atomic uint32_t base_strategy;
+	uint32_t	 last_gen;		/* the last config generation that had it */
 	char		 name[SHM_NAME_MAX];
 };
 
@@ -171,7 +187,11 @@ struct shm_model {
 	char	 name[SHM_NAME_MAX];
 };
 
-/* A worker's queue for one pool (DESIGN "Queueing"); that worker writes it. */
+/*
+ * A worker's queue for one pool id (DESIGN "Queueing"); that worker
+ * writes it, and the master zeroes it when it gives the id to a new name
+ * (no worker that wrote it is left then).
+ */
 struct shm_poolq {
 	_Atomic uint32_t queued;		/* waiting now */
 	_Atomic uint64_t waits;			/* requests that waited and got a backend */

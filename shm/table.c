@@ -70,6 +70,8 @@ static uint32_t	 shm_seq_write_begin(_Atomic uint32_t *);
 static void	 shm_seq_write_end(_Atomic uint32_t *, uint32_t);
 static void	 shm_name_copy(char *, const char *);
 static int	 shm_model_find(const struct shm_hdr *, const char *, uint32_t);
+static int	 shm_pool_search(const struct shm_hdr *, const char *, int);
+static int	 shm_pool_lookup(const struct shm_hdr *, const char *, int);
 static uint64_t	 shm_clock_ms(clockid_t);
 
 static size_t
@@ -578,6 +580,163 @@ shm_pool_set(struct shm_hdr *h, uint32_t pool, const char *name,
 	atomic_store_explicit(&p->strategy, strategy, memory_order_release);
 }
 
+/*
+ * Master only.  The id of pool name for a config of generation gen, while
+ * the oldest running worker runs generation oldest (DESIGN "The shared
+ * table": an id never names another pool while any generation may use
+ * it).  In order: the id name already has, live or retired; an id never
+ * used; a retired id whose last_gen is below oldest, so that no running
+ * worker can know it (the oldest such; its name is replaced and every
+ * stripe's queue words of that id are zeroed, as their writers are gone).
+ * Records gen as the id's last_gen.  Returns the id, or -1 when name is
+ * empty or does not fit SHM_NAME_MAX, or every id is taken.  Marks
+ * nothing in use: shm_pool_set() does.
+ */
+int
+shm_pool_intern(struct shm_hdr *h, const char *name, uint32_t gen,
+    uint32_t oldest)
+{
+	struct shm_pool	*p;
+	uint32_t	 i, seq, w;
+	int		 id = -1, fresh = -1, old = -1;
+	size_t		 len;
+
+	len = strnlen(name, SHM_NAME_MAX);
+	if (len == 0 || len >= SHM_NAME_MAX)
+		return (-1);
+	/* We are the only writer: our own reads need no seqlock. */
+	for (i = 0; i < SHM_POOLS_MAX && id == -1; i++) {
+		p = &h->pools[i];
+		if (p->name[0] == '\0') {
+			if (fresh == -1)
+				fresh = (int)i;
+		} else if (strncmp(p->name, name, SHM_NAME_MAX) == 0)
+			id = (int)i;
+		else if (!atomic_load_explicit(&p->inuse, memory_order_relaxed) &&
+		    p->last_gen < oldest &&
+		    (old == -1 || p->last_gen < h->pools[old].last_gen))
+			old = (int)i;
+	}
+	if (id == -1 && (id = fresh) == -1) {
+		if ((id = old) == -1)
+			return (-1);
+		p = &h->pools[id];
+		for (w = 0; w < SHM_WORKERS_MAX; w++)
+			memset(&h->poolq[w][id], 0, sizeof(h->poolq[w][id]));
+	}
+	p = &h->pools[id];
+	if (strncmp(p->name, name, SHM_NAME_MAX) != 0) {
+		seq = shm_seq_write_begin(&h->mseq);
+		shm_name_copy(p->name, name);
+		shm_seq_write_end(&h->mseq, seq);
+	}
+	p->last_gen = gen;
+	return (id);
+}
+
+/*
+ * Master only: pool id left the config.  Its name stays (older workers
+ * still look it up) and its id is not given to another name until
+ * shm_pool_intern() sees no generation that may use it.
+ */
+void
+shm_pool_retire(struct shm_hdr *h, uint32_t pool)
+{
+	uint32_t seq;
+
+	if (pool >= SHM_POOLS_MAX)
+		return;
+	seq = shm_seq_write_begin(&h->mseq);
+	atomic_store_explicit(&h->pools[pool].inuse, 0, memory_order_relaxed);
+	shm_seq_write_end(&h->mseq, seq);
+}
+
+/*
+ * Linear search for name among the pool names, live ones only or live and
+ * retired.  Inside a seqlock section: bounded by SHM_NAME_MAX, the caller
+ * validates.
+ */
+static int
+shm_pool_search(const struct shm_hdr *h, const char *name, int retired)
+{
+	const struct shm_pool	*p;
+	uint32_t		 i;
+
+	for (i = 0; i < SHM_POOLS_MAX; i++) {
+		p = &h->pools[i];
+		if ((retired || atomic_load_explicit(&p->inuse,
+		    memory_order_relaxed)) && p->name[0] == name[0] &&
+		    strncmp(p->name, name, SHM_NAME_MAX) == 0)
+			return ((int)i);
+	}
+	return (-1);
+}
+
+static int
+shm_pool_lookup(const struct shm_hdr *h, const char *name, int retired)
+{
+	unsigned spins;
+	uint32_t seq;
+	int	 id;
+
+	if (name[0] == '\0')
+		return (-1);
+	for (spins = 0;; spins++) {
+		seq = shm_seq_read_begin(&h->mseq);
+		if ((seq & 1) == 0) {
+			id = shm_pool_search(h, name, retired);
+			if (!shm_seq_read_retry(&h->mseq, seq))
+				return (id);
+		}
+		shm_relax(spins);
+	}
+}
+
+/*
+ * Anyone, without locks: the id of pool name, live or retired, or -1.  A
+ * worker maps its own config's pools with it: its generation's ids stay
+ * named while it runs.
+ */
+int
+shm_pool_id(const struct shm_hdr *h, const char *name)
+{
+	return (shm_pool_lookup(h, name, 1));
+}
+
+/*
+ * Anyone.  Copies the name of pool id (live or retired) into buf and
+ * returns 0; -1 if id has no name or buf cannot hold it (buf is then ""
+ * if len > 0).
+ */
+int
+shm_pool_name(const struct shm_hdr *h, uint32_t id, char *buf, size_t len)
+{
+	char	 name[SHM_NAME_MAX];
+	unsigned spins;
+	uint32_t seq;
+	size_t	 nlen;
+
+	if (len > 0)
+		buf[0] = '\0';
+	if (id >= SHM_POOLS_MAX)
+		return (-1);
+	for (spins = 0;; spins++) {
+		seq = shm_seq_read_begin(&h->mseq);
+		if ((seq & 1) == 0) {
+			memcpy(name, h->pools[id].name, sizeof(name));
+			if (!shm_seq_read_retry(&h->mseq, seq))
+				break;
+		}
+		shm_relax(spins);
+	}
+	nlen = strnlen(name, sizeof(name) - 1);
+	if (nlen == 0 || nlen >= len)
+		return (-1);
+	memcpy(buf, name, nlen);
+	buf[nlen] = '\0';
+	return (0);
+}
+
 /* The pool's current strategy (0, the default, for an index out of range). */
 uint32_t
 shm_pool_strategy(const struct shm_hdr *h, uint32_t pool)
@@ -598,33 +757,11 @@ shm_pool_strategy_set(struct shm_hdr *h, uint32_t pool, uint32_t strategy)
 	    memory_order_release);
 }
 
-/* Anyone, without locks.  Returns the index of the pool called name, or -1. */
+/* Anyone, without locks.  Returns the id of the live pool called name, or -1. */
 int
 shm_pool_find(const struct shm_hdr *h, const char *name)
 {
-	const struct shm_pool	*p;
-	unsigned		 spins;
-	uint32_t		 seq, i;
-	int			 id;
-
-	if (name[0] == '\0')
-		return (-1);
-	for (spins = 0;; spins++) {
-		seq = shm_seq_read_begin(&h->mseq);
-		if ((seq & 1) == 0) {
-			id = -1;
-			for (i = 0; i < SHM_POOLS_MAX && id == -1; i++) {
-				p = &h->pools[i];
-				if (atomic_load_explicit(&p->inuse,
-				    memory_order_relaxed) &&
-				    strncmp(p->name, name, SHM_NAME_MAX) == 0)
-					id = (int)i;
-			}
-			if (!shm_seq_read_retry(&h->mseq, seq))
-				return (id);
-		}
-		shm_relax(spins);
-	}
+	return (shm_pool_lookup(h, name, 0));
 }
 
 /*

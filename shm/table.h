@@ -155,14 +155,26 @@ int	 shm_model_lookup(const struct shm_hdr *, const char *name);
 int	 shm_model_name(const struct shm_hdr *, uint32_t id, char *buf, size_t len);
 
 /*
- * Pools: master sets names under mseq (a NULL name frees the pool);
- * strategy is one atomic word.  shm_pool_find() returns the index or -1.
+ * Pools, by stable id (see struct shm_pool).  Master only:
+ * shm_pool_intern() gives name its id for generation gen (-1: none left),
+ * shm_pool_set() names the id and sets its strategies and marks it live
+ * (a NULL name frees it outright, for tests and a fresh table),
+ * shm_pool_retire() marks it gone from the config, keeping its name.
+ * Anyone, without locks: shm_pool_find() returns the id of a live pool or
+ * -1 (operators act on live pools by name); shm_pool_id() the id of a
+ * live or retired one (a worker maps its own config with it);
+ * shm_pool_name() names an id.  The strategy is one atomic word.
  */
+int	 shm_pool_intern(struct shm_hdr *, const char *name, uint32_t gen,
+	    uint32_t oldest);
 void	 shm_pool_set(struct shm_hdr *, uint32_t pool, const char *name,
 	    uint32_t strategy, uint32_t base_strategy);
+void	 shm_pool_retire(struct shm_hdr *, uint32_t pool);
 uint32_t shm_pool_strategy(const struct shm_hdr *, uint32_t pool);
 void	 shm_pool_strategy_set(struct shm_hdr *, uint32_t pool, uint32_t strategy);
 int	 shm_pool_find(const struct shm_hdr *, const char *name);
+int	 shm_pool_id(const struct shm_hdr *, const char *name);
+int	 shm_pool_name(const struct shm_hdr *, uint32_t pool, char *buf, size_t len);
 
 /*
  * Half-open trial tickets: shm_trial_take() atomically takes one ticket

@@ -70,8 +70,8 @@ admin_breaker_name(uint32_t b)
 const char *
 admin_pool_name(struct worker *w, uint32_t p, char *buf, size_t len)
 {
-	if (p < w->conf->npools)
-		return w->conf->pools[p].name;
+	if (shm_pool_name(w->shm, p, buf, len) == 0)
+		return buf;
 	snprintf(buf, len, "pool%u", p);
 	return buf;
 }
@@ -140,12 +140,8 @@ admin_snapshot(struct worker *w, size_t *np)
 		    memory_order_relaxed);
 		b->breaker_change_ms = atomic_load_explicit(&s->breaker_change_ms,
 		    memory_order_relaxed);
-		/*
-		 * a pool past this worker's config (a newer table) has no name
-		 * here
-		 */
-		b->pool = b->d.pool < w->conf->npools ?
-		    w->conf->pools[b->d.pool].name : NULL;
+		/* by id: the table names a newer generation's pools too */
+		(void)shm_pool_name(h, b->d.pool, b->pool, sizeof(b->pool));
 		n++;
 	}
 	*np = n;
@@ -161,15 +157,16 @@ admin_default_pool(struct worker *w)
 {
 	int	 p;
 
-	if ((p = conf_pool_find(w->conf, "default")) >= 0)
-		return (uint32_t)p;
-	return 0;
+	if ((p = conf_pool_find(w->conf, "default")) < 0)
+		p = 0;
+	/* the table's id of that pool of our config */
+	return balance_view_qid(&w->view, p);
 }
 
 static const char *
 be_pool(const struct admin_be *b)
 {
-	return b->pool != NULL ? b->pool : "(unknown)";
+	return b->pool[0] != '\0' ? b->pool : "(unknown)";
 }
 
 /*
@@ -415,10 +412,10 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 		json_t	*ps = json_object();
 		size_t	 p;
 
-		for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++)
+		for (p = 0; p < w->view.npools; p++)
 			json_object_set_new(ps, w->conf->pools[p].name,
 			    json_string(conf_strategy_name((enum conf_strategy)
-			    shm_pool_strategy(w->shm, (uint32_t)p))));
+			    shm_pool_strategy(w->shm, w->view.pools[p].id))));
 		json_object_set_new(lb, "pool_strategies", ps);
 	}
 	json_object_set_new(lb, "backend_distribution", dist);
@@ -844,10 +841,10 @@ h_strategy_get(struct worker *w, struct client *c, const struct admin_req *q,
 
 	root = json_object();
 	ps = json_object();
-	for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++)
+	for (p = 0; p < w->view.npools; p++)
 		json_object_set_new(ps, w->conf->pools[p].name,
 		    json_string(conf_strategy_name((enum conf_strategy)
-		    shm_pool_strategy(w->shm, (uint32_t)p))));
+		    shm_pool_strategy(w->shm, w->view.pools[p].id))));
 	json_object_set_new(root, "strategy", json_string(conf_strategy_name(
 	    (enum conf_strategy)shm_pool_strategy(w->shm, admin_default_pool(w)))));
 	json_object_set_new(root, "pools", ps);

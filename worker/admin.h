@@ -49,7 +49,7 @@ struct admin_be {
 	uint64_t		 consec_fails;	/* summed over worker stripes */
 	uint32_t		 health, breaker, lat_ewma_us, breaker_opens;
 	uint64_t		 last_check_ms, breaker_change_ms;
-	const char		*pool;		/* pool name (the worker's config) */
+	char			 pool[SHM_NAME_MAX];	/* its pool's name in the table, "" if none */
 };
 
 /*
@@ -59,7 +59,7 @@ struct admin_be {
  */
 struct admin_be	*admin_snapshot(struct worker *, size_t *np);
 
-/* Name of pool p for the answers: the config's name, "pool<N>" past it. */
+/* Name of table pool id p for the answers: the table's name, "pool<N>" if it has none. */
 const char	*admin_pool_name(struct worker *, uint32_t p, char *buf, size_t len);
 const char	*admin_health_name(uint32_t);
 const char	*admin_breaker_name(uint32_t);

@@ -766,8 +766,11 @@ balance_pick(struct wview *v, uint32_t pool, const struct bal_req *req)
 	if (pool >= v->npools)
 		return -1;
 	p = &v->pools[pool];
-	strat = shm_pool_strategy(v->shm, pool);
-	base = atomic_load_explicit(&v->shm->pools[pool].base_strategy,
+	if (p->id >= SHM_POOLS_MAX)
+		return -1;
+	/* the strategy words of the pool's id, whatever its place in a newer file */
+	strat = shm_pool_strategy(v->shm, p->id);
+	base = atomic_load_explicit(&v->shm->pools[p->id].base_strategy,
 	    memory_order_relaxed);
 	if (base == STRAT_GEO || base == STRAT_MODEL)
 		base = STRAT_ROUND_ROBIN;
@@ -792,4 +795,40 @@ balance_pick(struct wview *v, uint32_t pool, const struct bal_req *req)
 			return slot;
 	}
 	return -1;
+}
+
+void
+balance_view_pools(struct wview *v, const char *const *names)
+{
+	size_t	i;
+	int	id;
+
+	for (i = 0; i < SHM_POOLS_MAX; i++)
+		v->local[i] = -1;
+	for (i = 0; i < v->npools; i++) {
+		v->pools[i].id = UINT32_MAX;
+		if (names[i] == NULL ||
+		    (id = shm_pool_id(v->shm, names[i])) < 0 ||
+		    id >= SHM_POOLS_MAX || v->local[id] != -1)
+			continue;
+		v->pools[i].id = (uint32_t)id;
+		v->local[id] = (int16_t)i;
+	}
+}
+
+uint32_t
+balance_view_pool_of(const struct wview *v, uint32_t id)
+{
+	if (id >= SHM_POOLS_MAX || v->local[id] < 0)
+		return UINT32_MAX;
+	return (uint32_t)v->local[id];
+}
+
+uint32_t
+balance_view_qid(const struct wview *v, int pool)
+{
+	if (pool < 0 || (size_t)pool >= v->npools ||
+	    v->pools[pool].id >= SHM_POOLS_MAX)
+		return 0;
+	return v->pools[pool].id;
 }

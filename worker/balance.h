@@ -10,7 +10,7 @@
 /* This worker's copy of one slot's descriptor fields that selection needs. */
 struct wbe {
 	uint32_t	 inuse;
-	uint32_t	 pool;
+	uint32_t	 pool;		/* index in the view's pools[] (this worker's config), UINT32_MAX: none */
 	uint32_t	 flags;		/* SHM_F_* */
 	uint32_t	 weight;
 	uint32_t	 max_conns;
@@ -23,6 +23,7 @@ struct wbe {
 };
 
 struct wpool {
+	uint32_t	 id;		/* the pool's id in the table (shm_pool_id()), UINT32_MAX: none */
 	uint32_t	*idx;		/* slots of the pool's members */
 	size_t		 n;
 	uint32_t	 rr;		/* round robin cursor */
@@ -54,8 +55,14 @@ struct wview {
 	struct shm_hdr	*shm;
 	uint32_t	 nstripes;	/* worker stripes to sum for in-flight */
 	struct wbe	*be;		/* [shm->max_backends], indexed by slot */
+	/*
+	 * This worker's pools, in its own config's order (a route's and a
+	 * backup_pool's index); each knows its stable id in the table, by
+	 * which shared per-pool words are read.  local[id] maps back.
+	 */
 	struct wpool	*pools;
 	size_t		 npools;
+	int16_t		 local[SHM_POOLS_MAX];	/* table id -> index in pools[], -1 */
 	uint64_t	 rng;		/* xorshift state, never 0 */
 	char		 region[SHM_NAME_MAX];
 	/*
@@ -81,6 +88,29 @@ struct bal_req {
 	int		 model;
 	int		 ignore_full;	/* 1: treat backends at max_conns as eligible (queueing asks) */
 };
+
+/*
+ * balance_view_pools() maps the view's pools (already allocated, npools of
+ * them) to their table ids by name: names[i] is pools[i]'s name.  A name
+ * the table does not know gets id UINT32_MAX, an empty pool.  Call once,
+ * before the first balance_view_slot(): an id names the same pool for as
+ * long as this worker runs.
+ */
+void	 balance_view_pools(struct wview *, const char *const *names);
+
+/*
+ * balance_view_pool_of() is the index in the view's pools of table pool
+ * id, or UINT32_MAX when the pool is not one of this worker's config (a
+ * newer generation's, or none).
+ */
+uint32_t balance_view_pool_of(const struct wview *, uint32_t id);
+
+/*
+ * balance_view_qid() is the table id of the view's pool (a route's index,
+ * -1 for none) for the per-pool shared words, always below SHM_POOLS_MAX:
+ * 0 for a pool without an id, which a routed request never has.
+ */
+uint32_t balance_view_qid(const struct wview *, int pool);
 
 /*
  * balance_pick() returns the slot of the backend that should take the

@@ -1078,8 +1078,8 @@ client_queue_publish(struct worker *w)
 static struct shm_poolq *
 client_poolq(struct client *c)
 {
-	return &c->w->shm->poolq[c->w->index][c->pool >= 0 &&
-	    c->pool < SHM_POOLS_MAX ? c->pool : 0];
+	return &c->w->shm->poolq[c->w->index][balance_view_qid(&c->w->view,
+	    c->pool)];
 }
 
 static void

@@ -515,6 +515,7 @@ drill_start(struct worker *w, struct client *c, enum drill_kind kind,
 		if (drill_add_x((uint32_t)slot) == -1)
 			goto nomem;
 	} else if (kind == DRILL_BREAKER && (p = shm_pool_find(w->shm, name)) >= 0 &&
+	    (p = (int)balance_view_pool_of(&w->view, (uint32_t)p)) >= 0 &&
 	    (size_t)p < w->view.npools) {
 		struct wpool *wp = &w->view.pools[p];
 

@@ -36,7 +36,7 @@ prom_be(FILE *f, const char *name, const struct admin_be *b, const char *extra)
 	fprintf(f, "%s{backend=\"", name);
 	prom_esc(f, b->d.name);
 	fputs("\",pool=\"", f);
-	prom_esc(f, b->pool != NULL ? b->pool : "");
+	prom_esc(f, b->pool);
 	fputc('"', f);
 	if (extra != NULL)
 		fprintf(f, ",%s", extra);
@@ -141,11 +141,14 @@ prom_pool_queues(struct worker *w, FILE *f)
 
 	for (k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
 		prom_family(f, fam[k].name, fam[k].type, fam[k].help);
-		for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++) {
+		for (p = 0; p < w->view.npools; p++) {
 			uint64_t v = 0;
+			uint32_t id = w->view.pools[p].id;
 
-			for (x = 0; x < h->max_workers && x < SHM_WORKERS_MAX; x++) {
-				const struct shm_poolq *q = &h->poolq[x][p];
+			/* every generation's workers count a pool under its id */
+			for (x = 0; x < h->max_workers && x < SHM_WORKERS_MAX &&
+			    id < SHM_POOLS_MAX; x++) {
+				const struct shm_poolq *q = &h->poolq[x][id];
 
 				switch (k) {
 				case 0: v += atomic_load_explicit(&q->queued, memory_order_relaxed); break;
@@ -267,22 +270,22 @@ metrics_prom(struct worker *w, size_t *lenp)
 
 	prom_family(f, "routerd_pool_backends", "gauge",
 	    "Backends in the pool.");
-	for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++) {
+	for (p = 0; p < w->view.npools; p++) {
 		size_t cnt = 0;
 
 		for (i = 0; i < n; i++)
-			cnt += v[i].d.pool == p;
+			cnt += v[i].d.pool == w->view.pools[p].id;
 		fputs("routerd_pool_backends{pool=\"", f);
 		prom_esc(f, w->conf->pools[p].name);
 		fprintf(f, "\"} %zu\n", cnt);
 	}
 	prom_family(f, "routerd_pool_strategy", "gauge",
 	    "1 for the pool's current balancing strategy.");
-	for (p = 0; p < w->conf->npools && p < SHM_POOLS_MAX; p++) {
+	for (p = 0; p < w->view.npools; p++) {
 		fputs("routerd_pool_strategy{pool=\"", f);
 		prom_esc(f, w->conf->pools[p].name);
 		fprintf(f, "\",strategy=\"%s\"} 1\n", conf_strategy_name(
-		    (enum conf_strategy)shm_pool_strategy(h, p)));
+		    (enum conf_strategy)shm_pool_strategy(h, w->view.pools[p].id)));
 	}
 
 	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++) {

@@ -25,7 +25,8 @@ models_wanted(struct client *c)
 	struct worker	*w = c->w;
 
 	if (c->admin || c->local_models || c->pool < 0 ||
-	    shm_pool_strategy(w->shm, (uint32_t)c->pool) != STRAT_MODEL)
+	    (size_t)c->pool >= w->view.npools ||
+	    shm_pool_strategy(w->shm, w->view.pools[c->pool].id) != STRAT_MODEL)
 		return 0;
 	return c->req_body != BODY_NONE;
 }

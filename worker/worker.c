@@ -113,7 +113,10 @@ worker_retry_statuses(struct worker *w)
 /*
  * Re-read the table after a generation change: descriptors are copied out
  * under their seqlocks, pools rebuilt, and idle connections to a backend
- * whose address changed are closed.
+ * whose address changed are closed.  A descriptor names its pool by table
+ * id; it joins the pool of this worker's config that has that id, or none
+ * (a pool of a newer generation), so a request of ours never reaches
+ * another pool's backends whatever a newer file reordered or renamed.
  */
 void
 worker_refresh(struct worker *w)
@@ -152,15 +155,15 @@ worker_refresh(struct worker *w)
 		if (!b->inuse || b->weight != d.weight)
 			b->cur = 0;
 		b->inuse = 1;
-		b->pool = d.pool;
+		b->pool = balance_view_pool_of(&w->view, d.pool);
 		b->flags = d.flags;
 		b->weight = d.weight ? d.weight : 1;
 		b->max_conns = d.max_conns;
 		b->nmodels = d.nmodels;
 		memcpy(b->models, d.models, sizeof(b->models));
 		strlcpy(b->region, d.region, sizeof(b->region));
-		if (d.pool < w->view.npools) {
-			struct wpool *wp = &w->view.pools[d.pool];
+		if (b->pool < w->view.npools) {
+			struct wpool *wp = &w->view.pools[b->pool];
 
 			wp->idx[wp->n++] = i;
 		}
@@ -316,8 +319,9 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	sigset_t	 mask;
 	struct sigwatch	 sig;
 	size_t		 i;
-	uint32_t	 npools = 0;
+	uint32_t	 npools;
 	uint64_t	 orphan_check;
+	const char	**pnames;
 
 	memset(&w, 0, sizeof(w));
 	w.conf = cf;
@@ -354,13 +358,18 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	strlcpy(w.view.region, cf->region, sizeof(w.view.region));
 	w.view.be = calloc(shm->max_backends, sizeof(*w.view.be));
 	w.wb = calloc(shm->max_backends, sizeof(*w.wb));
-	for (i = 0; i < SHM_POOLS_MAX; i++)
-		if (atomic_load_explicit(&shm->pools[i].inuse, memory_order_acquire))
-			npools = (uint32_t)i + 1;
+	/* our own config's pools, each mapped to its id in the table by name */
+	npools = (uint32_t)(cf->npools < SHM_POOLS_MAX ? cf->npools : SHM_POOLS_MAX);
 	w.view.npools = npools;
 	w.view.pools = calloc(npools ? npools : 1, sizeof(*w.view.pools));
-	if (w.view.be == NULL || w.wb == NULL || w.view.pools == NULL)
+	pnames = calloc(npools ? npools : 1, sizeof(*pnames));
+	if (w.view.be == NULL || w.wb == NULL || w.view.pools == NULL ||
+	    pnames == NULL)
 		fatal("worker: calloc");
+	for (i = 0; i < npools; i++)
+		pnames[i] = cf->pools[i].name;
+	balance_view_pools(&w.view, pnames);
+	free(pnames);
 	for (i = 0; i < npools; i++)
 		if ((w.view.pools[i].idx = calloc(shm->max_backends,
 		    sizeof(uint32_t))) == NULL)

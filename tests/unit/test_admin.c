@@ -88,6 +88,11 @@ setup(void)
 	w.view.pools = calloc(2, sizeof(*w.view.pools));
 	for (i = 0; i < 2; i++)
 		w.view.pools[i].idx = calloc(NB, sizeof(uint32_t));
+	{
+		const char *names[2] = { "default", "llm" };
+
+		balance_view_pools(&w.view, names);
+	}
 	for (i = 0; i < NB; i++)
 		TAILQ_INIT(&w.wb[i].idle);
 	TAILQ_INIT(&w.clients);

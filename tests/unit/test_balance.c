@@ -45,6 +45,11 @@ setup(void)
 	v.be = be;
 	v.pools = pools;
 	v.npools = NP;
+	/* a fresh table: pool ids in config order */
+	for (i = 0; i < SHM_POOLS_MAX; i++)
+		v.local[i] = i < NP ? (int16_t)i : -1;
+	for (i = 0; i < NP; i++)
+		pools[i].id = (uint32_t)i;
 	v.rng = 0x9e3779b97f4a7c15ULL;
 	strcpy(v.region, "nyc1");
 }
@@ -796,6 +801,55 @@ Test(balance, empty_pool_returns_minus_one)
 	}
 	cr_assert_eq(balance_pick(&v, NP, &any), -1, "pool out of range");
 	cr_assert_eq(balance_pick(&v, 1000, &any), -1);
+}
+
+/*
+ * Issue 11: the view's pools are this worker's config's, in its order;
+ * the table's ids are stable names that a newer generation's file may
+ * order otherwise.  The strategy a pick follows is the one of the pool's
+ * id, not of the table entry that happens to sit at the config index.
+ */
+Test(balance, view_maps_pools_to_table_ids_by_name)
+{
+	const char	*names[NP] = { "a", "b", "gone", NULL };
+
+	/* the table as a newer generation left it: b at 0, a at 1, gone nowhere */
+	shm_pool_set(shm, 0, "b", STRAT_ROUND_ROBIN, STRAT_ROUND_ROBIN);
+	shm_pool_set(shm, 1, "a", STRAT_LEAST_CONN, STRAT_ROUND_ROBIN);
+	balance_view_pools(&v, names);
+	cr_assert_eq(pools[0].id, 1);
+	cr_assert_eq(pools[1].id, 0);
+	cr_assert_eq(pools[2].id, UINT32_MAX);
+	cr_assert_eq(pools[3].id, UINT32_MAX);
+	cr_assert_eq(balance_view_pool_of(&v, 1), 0);
+	cr_assert_eq(balance_view_pool_of(&v, 0), 1);
+	cr_assert_eq(balance_view_pool_of(&v, 2), UINT32_MAX, "an id of no pool of ours");
+	cr_assert_eq(balance_view_pool_of(&v, SHM_POOLS_MAX), UINT32_MAX);
+	cr_assert_eq(balance_view_qid(&v, 0), 1);
+	cr_assert_eq(balance_view_qid(&v, 1), 0);
+	cr_assert_eq(balance_view_qid(&v, -1), 0);
+	cr_assert_eq(balance_view_qid(&v, 2), 0);
+
+	/* our pool 0 ("a") follows id 1's least_connections */
+	add(0, 0, 1, 0);
+	add(0, 1, 1, 0);
+	add(0, 2, 1, 0);
+	inflight(0, 0, 9);
+	inflight(1, 1, 9);
+	cr_assert_eq(pick(0), 2, "pool a picked by another pool's strategy");
+	cr_assert_eq(pick(0), 2);
+	/* and a pool the table lost is empty, never another pool */
+	add(2, 3, 1, 0);
+	cr_assert_eq(pick(2), -1, "a pool without an id took a request");
+	/* an operator's change to a's id reaches our pool 0 */
+	shm_pool_strategy_set(shm, 1, STRAT_ROUND_ROBIN);
+	{
+		int k, loaded = 0;
+
+		for (k = 0; k < 3; k++)
+			loaded += pick(0) != 2;
+		cr_assert_eq(loaded, 2, "round robin of id 1 not followed");
+	}
 }
 
 Test(balance, strategy_switch_takes_effect_next_pick)

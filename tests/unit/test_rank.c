@@ -42,8 +42,12 @@ side_init(struct side *s, int rank_off)
 	size_t i;
 
 	memset(s, 0, sizeof(*s));
-	for (i = 0; i < NPOOL; i++)
+	for (i = 0; i < NPOOL; i++) {
 		s->pools[i].idx = s->idx[i];
+		s->pools[i].id = (uint32_t)i;
+	}
+	for (i = 0; i < SHM_POOLS_MAX; i++)
+		s->v.local[i] = i < NPOOL ? (int16_t)i : -1;
 	s->v.shm = shm;
 	s->v.nstripes = NW;
 	s->v.be = s->be;

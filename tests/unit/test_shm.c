@@ -529,6 +529,85 @@ Test(shm, pools)
 	shm_destroy(h);
 }
 
+/*
+ * Pool ids across generations (issue 11): a name keeps its id whatever
+ * the order of the file, a retired name keeps its id (and its name, for
+ * the workers of older generations), and an id is given to another name
+ * only once no running generation is as old as the last one that had it.
+ */
+Test(shm, pool_ids_survive_reorder_retire_and_reuse)
+{
+	struct shm_hdr	*h = table(1, 2);
+	char		 buf[SHM_NAME_MAX], name[16];
+	int		 a, b, c, z, i;
+
+	/* generation 1: a, b */
+	a = shm_pool_intern(h, "a", 1, 1);
+	b = shm_pool_intern(h, "b", 1, 1);
+	cr_assert(a >= 0 && b >= 0 && a != b);
+	shm_pool_set(h, (uint32_t)a, "a", 1, 1);
+	shm_pool_set(h, (uint32_t)b, "b", 2, 2);
+
+	/* generation 2 swaps them in the file: the same ids */
+	cr_assert_eq(shm_pool_intern(h, "b", 2, 1), b);
+	cr_assert_eq(shm_pool_intern(h, "a", 2, 1), a);
+	cr_assert_eq(shm_pool_find(h, "a"), a);
+	cr_assert_eq(shm_pool_find(h, "b"), b);
+
+	/* generation 3 has a and c: c a new id, b retired but still named */
+	cr_assert_eq(shm_pool_intern(h, "a", 3, 2), a);
+	c = shm_pool_intern(h, "c", 3, 2);
+	cr_assert(c >= 0 && c != a && c != b, "c took id %d", c);
+	shm_pool_set(h, (uint32_t)c, "c", 3, 3);
+	shm_pool_retire(h, (uint32_t)b);
+	cr_assert_eq(shm_pool_find(h, "b"), -1, "a retired pool is not live");
+	cr_assert_eq(shm_pool_id(h, "b"), b, "the old generation lost its id");
+	cr_assert_eq(shm_pool_name(h, (uint32_t)b, buf, sizeof(buf)), 0);
+	cr_assert_str_eq(buf, "b");
+	cr_assert_eq(shm_pool_id(h, "a"), a);
+	cr_assert_eq(shm_pool_id(h, "nope"), -1);
+	cr_assert_eq(shm_pool_name(h, SHM_POOLS_MAX, buf, sizeof(buf)), -1);
+	cr_assert_eq(shm_pool_name(h, (uint32_t)b, buf, 1), -1, "buf too small");
+
+	/* every other id taken by generation 3 */
+	for (i = 0; i < SHM_POOLS_MAX; i++) {
+		snprintf(name, sizeof(name), "p%d", i);
+		if ((z = shm_pool_intern(h, name, 3, 2)) == -1)
+			break;
+		cr_assert(z != a && z != b && z != c, "%s took id %d", name, z);
+		shm_pool_set(h, (uint32_t)z, name, 0, 0);
+	}
+	cr_assert_eq(i, SHM_POOLS_MAX - 3);
+	/* a queue word a generation-2 worker left under b's id */
+	atomic_store(&h->poolq[1][b].waits, 7);
+
+	/* generation 2 still runs (oldest 2): b's id is not for another name */
+	cr_assert_eq(shm_pool_intern(h, "z", 4, 2), -1);
+	cr_assert_eq(shm_pool_id(h, "b"), b);
+	/* b coming back gets its id again, counters and all */
+	cr_assert_eq(shm_pool_intern(h, "b", 4, 2), b);
+	shm_pool_set(h, (uint32_t)b, "b", 2, 2);
+	cr_assert_eq(shm_pool_find(h, "b"), b);
+	cr_assert_eq(atomic_load(&h->poolq[1][b].waits), 7, "a kept id's counters were reset");
+	shm_pool_retire(h, (uint32_t)b);
+
+	/* once the oldest running generation is past b's last one, z may take it */
+	cr_assert_eq(shm_pool_intern(h, "z", 5, 4), -1, "b's last generation was 4");
+	z = shm_pool_intern(h, "z", 6, 5);
+	cr_assert_eq(z, b);
+	cr_assert_eq(shm_pool_id(h, "b"), -1);
+	cr_assert_eq(shm_pool_id(h, "z"), z);
+	cr_assert_eq(atomic_load(&h->poolq[1][z].waits), 0, "z inherited b's counters");
+
+	/* bad names */
+	cr_assert_eq(shm_pool_intern(h, "", 6, 5), -1);
+	memset(buf, 'x', sizeof(buf) - 1);
+	buf[sizeof(buf) - 1] = '\0';
+	cr_assert_eq(shm_pool_intern(h, buf, 6, 5), -1, "a truncated name would alias");
+	cr_assert_eq(atomic_load(&h->mseq) % 2, 0);
+	shm_destroy(h);
+}
+
 /* --- trial tickets --- */
 
 Test(shm, trial_tickets)

@@ -229,7 +229,7 @@ setup_master(const char *extra)
 	M.shm = shm_create(64, 2, NULL);
 	cr_assert_not_null(M.shm);
 	cr_assert_eq(ev_init(&M.loop, 8), 0);
-	cr_assert_eq(master_table_load(M.shm, M.conf), 0);
+	cr_assert_eq(master_table_load(M.shm, M.conf, 1, 1), 0);
 	registry_reset();
 }
 
