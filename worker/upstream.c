@@ -14,6 +14,12 @@
 #include "worker/worker.h"
 
 #define OUT_MARGIN	64		/* room kept in the client's out for framing */
+/*
+ * What one parse step may add to its input bytes: the rest of a chunk
+ * header whose start came in the step before (at most 18), a chunk's CRLF,
+ * the last chunk.  OUT_MARGIN leaves room for it twice over.
+ */
+#define FRAME_SLACK	32
 
 
 static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
@@ -247,7 +253,7 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 
 	if (u->interim)
 		return 0;		/* never forward a body of an interim response */
-	if (len + OUT_MARGIN > buf_room(o)) {
+	if (len + FRAME_SLACK > buf_room(o)) {
 		/* up_parse() bounds its input by our room: this is a bug, not input */
 		log_warnx("upstream: body of %zu bytes for %zu bytes of room", len,
 		    buf_room(o));

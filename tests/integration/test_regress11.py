@@ -240,3 +240,39 @@ def test_held_chunked_body_over_limit_forwards_nothing(env):
         assert out.startswith(b"HTTP/1.1 413"), (chunks[:3], out[:200])
     time.sleep(0.2)
     assert hits == [] and sc.conns == 0, (sc.conns, hits[:1])
+
+
+def test_chunked_response_headers_across_reads(env):
+    """Chunked responses whose chunk-size lines straddle routerd's reads (a header begun in one
+    parse step and ended in the next writes more than that step read): byte-exact, never cut."""
+    sizes = (7, 255, 4095, 4096, 32697, 32698, 32699, 65535, 65536, 100000, 0x10000 + 3)
+    total = 300000
+    want = _pattern(total)
+
+    def respond(s, head, n):
+        size = int(head.split(b" ")[1].split(b"=")[1])
+        body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sent = 0
+        while sent < total:
+            k = min(size, total - sent)
+            body += b"%x\r\n" % k + want[sent:sent + k] + b"\r\n"
+            sent += k
+        s.sendall(body + b"0\r\n\r\n")
+        return True
+
+    sc = scripted_backend(env, "chunky", respond)
+    r = env.router(backends_yaml([sc]))
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+    for size in sizes:
+        s.sendall(b"GET /c?size=%d HTTP/1.1\r\nHost: t\r\n\r\n" % size)
+        buf = b""
+        while True:
+            resps, rest = parse_responses(buf)
+            if resps:
+                break
+            c = s.recv(65536)
+            assert c, "cut at chunk size %d after %d bytes" % (size, len(buf))
+            buf += c
+        assert resps[0]["body"] == want, (size, len(resps[0]["body"]))
+    s.close()
+    assert "body of" not in r.output(), r.output()[-1000:]
