@@ -56,7 +56,7 @@ static struct drill {
 	enum drill_phase phase;
 	enum drill_kind	 kind;
 	struct worker	*w;
-	struct client	*c;
+	struct adminconn	*c;
 	struct ev_timer	 timer;
 	char		 target[SHM_NAME_MAX];
 	int		 is_pool, simulate;
@@ -341,7 +341,7 @@ static void
 drill_finish(void)
 {
 	struct admin_resp	 r;
-	struct client		*c = dr.c;
+	struct adminconn		*c = dr.c;
 
 	ev_timer_stop(&dr.w->loop, &dr.timer);
 	memset(&r, 0, sizeof(r));
@@ -349,16 +349,18 @@ drill_finish(void)
 	r.json = drill_answer();
 	log_info("admin: drill on %s done", dr.target);
 	if (c != NULL) {
-		if (admin_write(&c->out, &r, 0) == -1) {
+		int cl = adminconn_closing(c);
+
+		if (admin_write(adminconn_out(c), &r, 0, cl) == -1) {
 			memset(&r, 0, sizeof(r));
 			admin_error(&r, 500, "answer too large for memory");
-			(void)admin_write(&c->out, &r, 0);
+			(void)admin_write(adminconn_out(c), &r, 0, cl);
 		}
 	}
 	json_decref(r.json);
 	drill_free();
 	if (c != NULL)
-		client_admin_done(c);
+		adminconn_done(c);
 }
 
 static void
@@ -464,7 +466,7 @@ drill_add_x(uint32_t slot)
  * the drill running.
  */
 static int
-drill_start(struct worker *w, struct client *c, enum drill_kind kind,
+drill_start(struct worker *w, struct adminconn *c, enum drill_kind kind,
     json_t *body, const char *field, struct admin_resp *r)
 {
 	json_t		*jn, *js, *jd;
@@ -591,21 +593,21 @@ nomem:
 }
 
 int
-drill_failover(struct worker *w, struct client *c, json_t *body,
+drill_failover(struct worker *w, struct adminconn *c, json_t *body,
     struct admin_resp *r)
 {
 	return drill_start(w, c, DRILL_FAILOVER, body, "primary_backend", r);
 }
 
 int
-drill_breaker(struct worker *w, struct client *c, json_t *body,
+drill_breaker(struct worker *w, struct adminconn *c, json_t *body,
     struct admin_resp *r)
 {
 	return drill_start(w, c, DRILL_BREAKER, body, "backend", r);
 }
 
 void
-drill_abort(struct client *c)
+drill_abort(struct adminconn *c)
 {
 	if (!drill_busy() || dr.c != c)
 		return;

@@ -20,7 +20,7 @@ models_wanted(struct client *c)
 {
 	struct worker	*w = c->w;
 
-	if (c->admin || c->local_models || c->pool < 0 ||
+	if (c->local_models || c->pool < 0 ||
 	    shm_pool_strategy(w->shm, (uint32_t)c->pool) != STRAT_MODEL)
 		return 0;
 	if (c->req_body != BODY_LENGTH)

@@ -12,6 +12,7 @@
 
 #include "lib/log.h"
 #include "lib/priv.h"
+#include "worker/admin.h"
 #include "worker/worker.h"
 
 #define MAX_FREE_BUFS	256
@@ -230,7 +231,10 @@ worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 		atomic_store_explicit(&w->shm->workers[w->index].accepted,
 		    atomic_load_explicit(&w->shm->workers[w->index].accepted,
 		    memory_order_relaxed) + 1, memory_order_relaxed);
-		client_accept(w, fd, &ss, ls->admin);
+		if (ls->admin)
+			adminconn_accept(w, fd);	/* never the proxy's state machine */
+		else
+			client_accept(w, fd, &ss);
 	}
 }
 
@@ -255,6 +259,7 @@ worker_start_drain(struct worker *w)
 	}
 	w->nls = 0;
 	atomic_store_explicit(&w->shm->workers[w->index].state, 2, memory_order_relaxed);
+	adminconn_drain(w);
 	log_info("worker %u: draining %zu connections", w->index, w->nclients);
 }
 
@@ -417,9 +422,11 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			client_queue_run(&w);
 		}
 		worker_free_zombies(&w);
+		adminconn_free_zombies();
 		if (shm_gen(shm) != w.gen)
 			worker_refresh(&w);
-		if (w.draining && (w.nclients == 0 || w.loop.now >= w.drain_deadline))
+		if (w.draining && ((w.nclients == 0 && adminconn_count() == 0) ||
+		    w.loop.now >= w.drain_deadline))
 			break;
 		/*
 		 * PDEATHSIG stops us when the master dies; this catches the
