@@ -33,6 +33,8 @@ const struct ctlproto_cmd ctlproto_cmds[] = {
 	  "force a backend's circuit breaker open" },
 	{ CTL_BREAKER_CLOSE, { "breaker", "close" }, 2, "NAME", 1, 1, 1, 0,
 	  "close a breaker and let it follow traffic again" },
+	{ CTL_BREAKER_RELEASE, { "breaker", "release" }, 2, "NAME", 1, 1, 1, 0,
+	  "end an order: the breaker follows traffic from its state now" },
 	{ CTL_STRATEGY_SET, { "strategy", "set" }, 2, "[POOL] NAME", 1, 2, 1, 0,
 	  "switch the balancing strategy of one pool or of all" },
 	{ CTL_RELOAD, { "reload" }, 1, "", 0, 0, 1, 0,

@@ -38,6 +38,7 @@ struct cclient {
 	pid_t			 pid;
 	int			 may_write;
 	int			 monitor;
+	int			 worker;	/* a worker's admin API, over a socketpair */
 	int			 closing;	/* close once the output is sent */
 	int			 dead;		/* closed; freed by the gc timer */
 	int			 partial;	/* timer is a frame deadline */
@@ -160,6 +161,27 @@ control_path_prepare(const char *path, const struct sockaddr_un *sun)
 	return 0;
 }
 
+/* What every control state needs, with or without a listening socket (fd -1). */
+static void
+control_setup(struct master *m, struct control *c, int fd)
+{
+	c->m = m;
+	TAILQ_INIT(&c->clients);
+	TAILQ_INIT(&c->dead);
+	c->lio.fd = fd;
+	c->lio.cb = control_accept;
+	ev_timer_init(&c->lpause, control_resume);
+	ev_timer_init(&c->gc, control_gc);
+	ev_timer_init(&c->poll, control_poll);
+	if (!control_atfork_done) {
+		if (pthread_atfork(NULL, NULL, control_atfork_child) != 0)
+			log_warnx("control: pthread_atfork failed");
+		control_atfork_done = 1;
+	}
+	control_self = c;
+	m->control = c;
+}
+
 int
 control_init(struct master *m)
 {
@@ -178,6 +200,15 @@ control_init(struct master *m)
 	for (i = 0; i < CTL_NCMDS; i++)
 		if (control_handlers[i] == NULL || (size_t)ctlproto_cmds[i].id != i)
 			fatalx("control: command table row %zu is broken", i);
+	/*
+	 * The state exists even with no socket (none configured, or it could
+	 * not be made): the workers' admin writes come in all the same.
+	 */
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("control: calloc");
+		return -1;
+	}
+	control_setup(m, c, -1);
 	if (path[0] == '\0') {
 		log_info("control: no control.socket; routerctl is off");
 		return 0;
@@ -210,12 +241,6 @@ control_init(struct master *m)
 		unlink(path);
 		return -1;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		log_warn("control: calloc");
-		close(fd);
-		unlink(path);
-		return -1;
-	}
 	/* the configured group may connect and read (uid check below for writes) */
 	if (m->conf->group[0] != '\0') {
 		if ((gr = getgrnam(m->conf->group)) == NULL)
@@ -226,31 +251,17 @@ control_init(struct master *m)
 	c->user_uid = (uid_t)-1;
 	if (m->conf->user[0] != '\0' && (pw = getpwnam(m->conf->user)) != NULL)
 		c->user_uid = pw->pw_uid;
-	c->m = m;
 	c->sdev = st.st_dev;
 	c->sino = st.st_ino;
 	strlcpy(c->path, path, sizeof(c->path));
-	TAILQ_INIT(&c->clients);
-	TAILQ_INIT(&c->dead);
 	c->lio.fd = fd;
-	c->lio.cb = control_accept;
-	ev_timer_init(&c->lpause, control_resume);
-	ev_timer_init(&c->gc, control_gc);
-	ev_timer_init(&c->poll, control_poll);
 	if (ev_add(&m->loop, &c->lio, EPOLLIN) == -1) {
 		log_warn("control: epoll");
 		close(fd);
 		unlink(path);
-		free(c);
+		c->lio.fd = -1;
 		return -1;
 	}
-	if (!control_atfork_done) {
-		if (pthread_atfork(NULL, NULL, control_atfork_child) != 0)
-			log_warnx("control: pthread_atfork failed");
-		control_atfork_done = 1;
-	}
-	control_self = c;
-	m->control = c;
 	m->control_fd = fd;
 	log_info("control: listening on %s", path);
 	return 0;
@@ -387,6 +398,46 @@ control_accept(struct ev_loop *l, struct ev_io *io, uint32_t events)
 		log_debug("control: uid %u pid %d connected%s", (unsigned)cred.uid,
 		    (int)cred.pid, cl->may_write ? "" : " (read-only)");
 	}
+}
+
+/*
+ * control_adopt(): the master's end of a worker's socketpair becomes a
+ * control client that may write (the worker checked the admin token),
+ * the way the admin API's writes reach the master (DESIGN "One control
+ * plane").  It never idles out.  0, or -1 (fd closed).
+ */
+int
+control_adopt(struct master *m, int fd, pid_t pid)
+{
+	struct control	*c = m->control;
+	struct cclient	*cl = NULL;
+
+	if (c == NULL || (cl = calloc(1, sizeof(*cl))) == NULL ||
+	    (cl->rbuf = malloc(CONTROL_RBUF)) == NULL) {
+		if (c != NULL)
+			log_warn("control: calloc");
+		free(cl);
+		close(fd);
+		return -1;
+	}
+	cl->ctl = c;
+	cl->uid = getuid();
+	cl->pid = pid;
+	cl->may_write = 1;
+	cl->worker = 1;
+	cl->io.fd = fd;
+	cl->io.cb = control_client_io;
+	cl->events = EPOLLIN;
+	ev_timer_init(&cl->timer, control_client_timeout);
+	if (ev_add(&m->loop, &cl->io, cl->events) == -1) {
+		log_warn("control: epoll");
+		control_client_free(cl);
+		close(fd);
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&c->clients, cl, entry);
+	c->nclients++;
+	return 0;
 }
 
 /*
@@ -619,8 +670,8 @@ control_request(struct cclient *cl, const char *p, size_t n)
 		return;
 	}
 	if (cmd->write)
-		log_info("control: uid %u pid %d: %s", (unsigned)cl->uid,
-		    (int)cl->pid, text);
+		log_info("control: %s %d: %s", cl->worker ? "admin API, worker pid" :
+		    "uid", cl->worker ? (int)cl->pid : (int)cl->uid, text);
 	if ((err = calloc(1, 8192)) == NULL) {
 		control_error(cl, "out of memory");
 		json_decref(req);
@@ -683,7 +734,7 @@ control_process(struct cclient *cl)
 	if (cl->rlen > 0 && !cl->partial) {
 		cl->partial = 1;
 		ev_timer_after(l, &cl->timer, CONTROL_FRAME_MS);
-	} else if (cl->rlen == 0 && cl->monitor) {
+	} else if (cl->rlen == 0 && (cl->monitor || cl->worker)) {
 		cl->partial = 0;
 		ev_timer_stop(l, &cl->timer);
 	} else if (cl->rlen == 0) {

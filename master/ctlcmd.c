@@ -751,7 +751,8 @@ ctlcmd_breaker_force(struct master *m, const char *name, uint32_t order,
 	    "breaker", control_breaker_word(atomic_load_explicit(&s->breaker,
 		memory_order_relaxed))),
 	    "backend %s: breaker ordered %s (now %s; the prober applies it)",
-	    d.name, order == SHM_FORCE_OPEN ? "open" : "closed",
+	    d.name, order == SHM_FORCE_OPEN ? "open" : order == SHM_FORCE_CLOSE ?
+	    "closed" : "released",
 	    control_breaker_word(atomic_load_explicit(&s->breaker,
 	    memory_order_relaxed)));
 }
@@ -768,6 +769,13 @@ ctlcmd_breaker_close(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
 {
 	return ctlcmd_breaker_force(m, args[0], SHM_FORCE_CLOSE, err, errlen);
+}
+
+static json_t *
+ctlcmd_breaker_release(struct master *m, const char *const *args, int nargs,
+    int json, char *err, size_t errlen)
+{
+	return ctlcmd_breaker_force(m, args[0], SHM_FORCE_NONE, err, errlen);
 }
 
 /* strategy set [POOL] NAME: one pool, or every pool when none is named. */
@@ -903,6 +911,7 @@ const control_handler control_handlers[CTL_NCMDS] = {
 	[CTL_BACKEND_WEIGHT] = ctlcmd_backend_weight,
 	[CTL_BREAKER_OPEN] = ctlcmd_breaker_open,
 	[CTL_BREAKER_CLOSE] = ctlcmd_breaker_close,
+	[CTL_BREAKER_RELEASE] = ctlcmd_breaker_release,
 	[CTL_STRATEGY_SET] = ctlcmd_strategy_set,
 	[CTL_RELOAD] = ctlcmd_reload,
 	[CTL_STOP] = ctlcmd_stop,

@@ -1,4 +1,5 @@
 /* The admin HTTP API: request routing, bearer auth, answers and the writes (forwarded to the master). */
+#include <sys/queue.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "lib/log.h"
 #include "worker/admin.h"
+#include "worker/mctl.h"
 #include "worker/worker.h"
 
 static json_t *
@@ -31,20 +33,22 @@ admin_inflight(struct worker *w, const uint8_t *mask)
 	return o;
 }
 
-void
-admin_strategy_apply(struct worker *w, json_t *body, struct admin_resp *r)
+int
+admin_strategy_check(struct worker *w, json_t *body, struct admin_resp *r,
+    struct admin_strat *st)
 {
-	json_t		*js, *jp, *root, *sc, *pools;
+	json_t		*js, *jp;
 	const char	*sname, *pname = NULL;
-	int		 strat, p, applied = 1;
-	uint8_t		 mask[SHM_POOLS_MAX];
-	uint32_t	 prev[SHM_POOLS_MAX], i, first = UINT32_MAX, dp;
-	char		 valid[256], pbuf[16];
+	int		 strat, p;
+	uint32_t	 i, dp;
+	char		 valid[256];
 
+	memset(st, 0, sizeof(*st));
+	st->first = UINT32_MAX;
 	js = json_object_get(body, "strategy");
 	if (js == NULL || !json_is_string(js)) {
 		admin_error(r, 400, "\"strategy\" must be a string");
-		return;
+		return -1;
 	}
 	sname = json_string_value(js);
 	if ((strat = conf_strategy_from_name(sname)) < 0) {
@@ -57,83 +61,172 @@ admin_strategy_apply(struct worker *w, json_t *body, struct admin_resp *r)
 		}
 		admin_error(r, 400, "unknown strategy \"%.64s\" (valid: %s)",
 		    sname, valid);
-		return;
+		return -1;
 	}
 	jp = json_object_get(body, "pool");
 	if (jp != NULL && !json_is_null(jp)) {
 		if (!json_is_string(jp)) {
 			admin_error(r, 400, "\"pool\" must be a string");
-			return;
+			return -1;
 		}
 		pname = json_string_value(jp);
 	}
-
-	memset(mask, 0, sizeof(mask));
 	if (pname != NULL) {
 		if ((p = shm_pool_find(w->shm, pname)) < 0) {
 			admin_error(r, 400, "unknown pool \"%.64s\"", pname);
-			return;
+			return -1;
 		}
-		mask[p] = 1;
-		first = (uint32_t)p;
+		st->mask[p] = 1;
+		st->first = (uint32_t)p;
+		strlcpy(st->pool, pname, sizeof(st->pool));
 	} else {
 		for (i = 0; i < SHM_POOLS_MAX; i++)
 			if (atomic_load_explicit(&w->shm->pools[i].inuse,
 			    memory_order_acquire)) {
-				mask[i] = 1;
-				if (first == UINT32_MAX)
-					first = i;
+				st->mask[i] = 1;
+				if (st->first == UINT32_MAX)
+					st->first = i;
 			}
 		dp = admin_default_pool(w);
-		if (dp < SHM_POOLS_MAX && mask[dp])
-			first = dp;
+		if (dp < SHM_POOLS_MAX && st->mask[dp])
+			st->first = dp;
 	}
-	if (first == UINT32_MAX) {
+	if (st->first == UINT32_MAX) {
 		admin_error(r, 400, "no pool to change");
-		return;
+		return -1;
 	}
+	st->strat = strat;
+	strlcpy(st->name, conf_strategy_name((enum conf_strategy)strat),
+	    sizeof(st->name));
+	for (i = 0; i < SHM_POOLS_MAX; i++)
+		st->prev[i] = shm_pool_strategy(w->shm, i);
+	st->before = admin_inflight(w, st->mask);
+	return 0;
+}
 
+void
+admin_strategy_answer(struct worker *w, struct admin_strat *st, json_t *reply,
+    struct admin_resp *r)
+{
+	json_t		*root, *sc, *pools, *rp, *e;
+	uint32_t	 i;
+	size_t		 k;
+	int		 applied = 1;
+	char		 pbuf[16];
+
+	/* the master's "previous": what it replaced, whatever we read before */
+	rp = json_object_get(json_object_get(reply, "data"), "pools");
+	json_array_foreach(rp, k, e) {
+		const char *pn = json_string_value(json_object_get(e, "pool"));
+		const char *pv = json_string_value(json_object_get(e, "previous"));
+		int	    p = pn != NULL ? shm_pool_find(w->shm, pn) : -1;
+		int	    sv = pv != NULL ? conf_strategy_from_name(pv) : -1;
+
+		if (p >= 0 && sv >= 0)
+			st->prev[p] = (uint32_t)sv;
+	}
 	root = json_object();
 	sc = json_object();
 	pools = json_object();
 	json_object_set_new(root, "strategy_change", sc);
-	json_object_set_new(sc, "active_connections_before", admin_inflight(w, mask));
-	for (i = 0; i < SHM_POOLS_MAX; i++) {
-		if (!mask[i])
-			continue;
-		prev[i] = shm_pool_strategy(w->shm, i);
-		shm_pool_strategy_set(w->shm, i, (uint32_t)strat);
-	}
+	json_object_set_new(sc, "active_connections_before", st->before);
+	st->before = NULL;
 	for (i = 0; i < SHM_POOLS_MAX; i++) {
 		json_t *pe;
 
-		if (!mask[i])
+		if (!st->mask[i])
 			continue;
-		if (shm_pool_strategy(w->shm, i) != (uint32_t)strat)
+		if (shm_pool_strategy(w->shm, i) != (uint32_t)st->strat)
 			applied = 0;
 		pe = json_object();
 		json_object_set_new(pe, "previous_strategy", json_string(
-		    conf_strategy_name((enum conf_strategy)prev[i])));
-		json_object_set_new(pe, "new_strategy", json_string(sname));
+		    conf_strategy_name((enum conf_strategy)st->prev[i])));
+		json_object_set_new(pe, "new_strategy", json_string(st->name));
 		json_object_set_new(pools, admin_pool_name(w, i, pbuf,
 		    sizeof(pbuf)), pe);
-		log_info("admin: pool %s: strategy %s -> %s",
-		    admin_pool_name(w, i, pbuf, sizeof(pbuf)),
-		    conf_strategy_name((enum conf_strategy)prev[i]), sname);
 	}
 	json_object_set_new(sc, "previous_strategy", json_string(
-	    conf_strategy_name((enum conf_strategy)prev[first])));
-	json_object_set_new(sc, "new_strategy", json_string(sname));
+	    conf_strategy_name((enum conf_strategy)st->prev[st->first])));
+	json_object_set_new(sc, "new_strategy", json_string(st->name));
 	json_object_set_new(sc, "change_timestamp", admin_time(shm_now_ms()));
-	json_object_set_new(sc, "active_connections_after", admin_inflight(w, mask));
+	json_object_set_new(sc, "active_connections_after",
+	    admin_inflight(w, st->mask));
 	json_object_set_new(sc, "strategy_applied", json_boolean(applied));
 	json_object_set_new(sc, "pools", pools);
+	json_object_set_new(sc, "applied_by", json_string("master"));
 	json_object_set_new(sc, "note", json_string(
-	    "active connections are in-flight requests per backend read just "
-	    "before and just after the switch; every worker uses the new "
-	    "strategy from its next pick; a reload restores the configured one"));
+	    "the master applied the change (routerctl's strategy set); active "
+	    "connections are in-flight requests per backend read just before "
+	    "the request went to the master and just after its answer; every "
+	    "worker uses the new strategy from its next pick; a reload "
+	    "restores the configured one"));
 	r->status = 200;
 	r->json = root;
+}
+
+/*
+ * A write waiting for the master's answer.  Its adminconn may go first
+ * (admin_abort()): c is then NULL and the answer is dropped.
+ */
+struct admin_fwd {
+	TAILQ_ENTRY(admin_fwd)	 entry;
+	struct worker		*w;
+	struct adminconn	*c;
+	int			 head;
+	struct admin_strat	 st;
+};
+static TAILQ_HEAD(, admin_fwd)	admin_fwds = TAILQ_HEAD_INITIALIZER(admin_fwds);
+
+static void
+admin_fwd_free(struct admin_fwd *f)
+{
+	TAILQ_REMOVE(&admin_fwds, f, entry);
+	json_decref(f->st.before);
+	free(f);
+}
+
+/* Turn a failed forward into r: the master's error (400), or no answer (503/504). */
+int
+admin_master_error(json_t *reply, int status, struct admin_resp *r)
+{
+	const char	*e;
+
+	if (reply == NULL) {
+		admin_error(r, status == 504 ? 504 : 503, status == 504 ?
+		    "the master did not answer in time; the change may still "
+		    "happen" : "no link to the master; nothing was changed");
+		return -1;
+	}
+	if (json_is_true(json_object_get(reply, "ok")))
+		return 0;
+	e = json_string_value(json_object_get(reply, "error"));
+	admin_error(r, 400, "%s", e != NULL ? e : "the master refused the change");
+	return -1;
+}
+
+static void
+admin_strategy_done(void *arg, json_t *reply, int status)
+{
+	struct admin_fwd	*f = arg;
+	struct admin_resp	 r;
+
+	memset(&r, 0, sizeof(r));
+	if (admin_master_error(reply, status, &r) == 0)
+		admin_strategy_answer(f->w, &f->st, reply, &r);
+	if (admin_write(adminconn_out(f->c), &r, f->head,
+	    adminconn_closing(f->c)) == -1) {
+		memset(&r, 0, sizeof(r));
+		admin_error(&r, 500, "answer too large for memory");
+		(void)admin_write(adminconn_out(f->c), &r, f->head,
+		    adminconn_closing(f->c));
+	}
+	json_decref(r.json);
+	{
+		struct adminconn *c = f->c;
+
+		admin_fwd_free(f);
+		adminconn_done(c);
+	}
 }
 
 void
@@ -329,13 +422,39 @@ static int
 h_strategy_put(struct worker *w, struct adminconn *c, const struct admin_req *q,
     struct admin_resp *r)
 {
-	json_t	*body;
+	struct admin_fwd	*f;
+	json_t			*body;
+	const char		*words[4];
+	size_t			 n = 0;
 
 	if ((body = admin_parse_body(q, r)) == NULL)
 		return 0;
-	admin_strategy_apply(w, body, r);
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		json_decref(body);
+		admin_error(r, 500, "out of memory");
+		return 0;
+	}
+	if (admin_strategy_check(w, body, r, &f->st) == -1) {
+		json_decref(body);
+		free(f);
+		return 0;
+	}
 	json_decref(body);
-	return 0;
+	f->w = w;
+	f->c = c;
+	TAILQ_INSERT_TAIL(&admin_fwds, f, entry);
+	/* the master is the pools' strategy words' one writer */
+	words[n++] = "strategy";
+	words[n++] = "set";
+	if (f->st.pool[0] != '\0')
+		words[n++] = f->st.pool;
+	words[n++] = f->st.name;
+	if (mctl_send(words, n, admin_strategy_done, f) == -1) {
+		admin_fwd_free(f);
+		admin_error(r, 503, "no link to the master; nothing was changed");
+		return 0;
+	}
+	return 1;
 }
 
 static int
@@ -462,5 +581,14 @@ admin_handle(struct worker *w, struct adminconn *c, const struct admin_req *q,
 void
 admin_abort(struct adminconn *c)
 {
+	struct admin_fwd	*f, *next;
+
+	for (f = TAILQ_FIRST(&admin_fwds); f != NULL; f = next) {
+		next = TAILQ_NEXT(f, entry);
+		if (f->c == c) {
+			mctl_cancel(f);
+			admin_fwd_free(f);
+		}
+	}
 	drill_abort(c);
 }

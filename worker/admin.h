@@ -130,11 +130,32 @@ json_t	*admin_metrics_json(struct worker *, uint64_t now_ms);
 json_t	*admin_services_json(struct worker *);
 
 /*
- * admin_strategy_apply() carries out PUT /api/v1/router/strategy with the
- * parsed body: fills r with 200 and the strategy_change object, or with
- * a 400 naming what is wrong.
+ * PUT /api/v1/router/strategy, in two halves around the master, which
+ * writes the strategy words: admin_strategy_check() validates the parsed
+ * body into st (0), or fills r with a 400 naming what is wrong (-1);
+ * admin_strategy_answer() fills r with 200 and the strategy_change
+ * object once the master's reply (its "data") is in.
  */
-void	 admin_strategy_apply(struct worker *, json_t *body, struct admin_resp *);
+struct admin_strat {
+	int		 strat;
+	char		 name[32];		/* the strategy's canonical name */
+	char		 pool[SHM_NAME_MAX];	/* "": every pool */
+	uint8_t		 mask[SHM_POOLS_MAX];
+	uint32_t	 first;			/* the pool the top-level fields speak for */
+	uint32_t	 prev[SHM_POOLS_MAX];
+	json_t		*before;		/* in-flight per backend, before */
+};
+int	 admin_strategy_check(struct worker *, json_t *body, struct admin_resp *,
+	    struct admin_strat *);
+void	 admin_strategy_answer(struct worker *, struct admin_strat *, json_t *reply,
+	    struct admin_resp *);
+
+/*
+ * A forwarded write's failure as r: the master's refusal (400 with its
+ * reason), or no answer (503 no link, 504 timed out).  0 when reply is
+ * a success (r untouched), -1 with r filled.
+ */
+int	 admin_master_error(json_t *reply, int status, struct admin_resp *);
 
 /*
  * Requests per second: samples of the total of attempts, taken once a

@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "lib/priv.h"
 #include "worker/admin.h"
+#include "worker/mctl.h"
 #include "worker/worker.h"
 
 #define MAX_FREE_BUFS	256
@@ -315,7 +316,7 @@ worker_free_zombies(struct worker *w)
 int
 worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
     uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-    const struct priv_id *priv)
+    int ctl_fd, const struct priv_id *priv)
 {
 	struct worker	 w;
 	sigset_t	 mask;
@@ -407,6 +408,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			fatal("worker: epoll_ctl admin listener");
 		w.nls++;
 	}
+	mctl_init(&w, ctl_fd);
 	atomic_store_explicit(&shm->workers[index].generation, generation, memory_order_relaxed);
 	atomic_store_explicit(&shm->workers[index].started_ms, shm_now_ms(), memory_order_relaxed);
 	atomic_store_explicit(&shm->workers[index].state, 1, memory_order_release);

@@ -194,7 +194,7 @@ struct priv_id;
 /* Runs a worker; drops to priv (after opening the access log) before it serves. */
 int	 worker_main(struct conf *, struct shm_hdr *, uint32_t index,
 	    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-	    const struct priv_id *priv);
+	    int ctl_fd, const struct priv_id *priv);
 /* Grow b to hold need more bytes (admin answers); 0 or -1.  Grown buffers are freed, not pooled. */
 int	 worker_buf_grow(struct buf *, size_t need);
 void	 worker_buf_release(struct worker *, struct buf *);
