@@ -21,6 +21,8 @@ const struct ctlproto_cmd ctlproto_cmds[] = {
 	  "worker, prober and syncer processes" },
 	{ CTL_SHOW_CONFIG, { "show", "config" }, 2, "", 0, 0, 0, 0,
 	  "the running configuration (secrets masked)" },
+	{ CTL_SHOW_REGISTRY, { "show", "registry" }, 2, "", 0, 0, 0, 0,
+	  "registry syncs, last success, backends by source" },
 	{ CTL_BACKEND_ENABLE, { "backend", "enable" }, 2, "NAME", 1, 1, 1, 0,
 	  "let a disabled or draining backend take traffic again" },
 	{ CTL_BACKEND_DISABLE, { "backend", "disable" }, 2, "NAME", 1, 1, 1, 0,

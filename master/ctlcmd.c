@@ -12,6 +12,7 @@
 #include "conf/conf.h"
 #include "lib/log.h"
 #include "master/control.h"
+#include "master/registry.h"
 
 #define MASKED	"********"
 
@@ -318,6 +319,30 @@ ctlcmd_summary_row(struct shm_hdr *h, uint32_t i, const struct shm_desc *d,
 	    "requests", (json_int_t)t.requests));
 }
 
+/* The registry's counters (registry.c keeps them; the master owns them). */
+static json_t *
+ctlcmd_registry(struct master *m)
+{
+	struct registry_stats	 st;
+
+	registry_stats(m, &st);
+	return json_pack("{s:b, s:I, s:I, s:o, s:o, s:b, s:s, s:I, s:I, s:I, "
+	    "s:I, s:{s:I, s:I}}",
+	    "enabled", m->conf->registry.url[0] != '\0',
+	    "syncs_ok", (json_int_t)st.syncs_ok,
+	    "syncs_failed", (json_int_t)st.syncs_failed,
+	    "last_success", ctlcmd_time_json(st.last_ok_ms),
+	    "last_failure", ctlcmd_time_json(st.last_fail_ms),
+	    "failing", st.failing,
+	    "last_error", st.last_error,
+	    "listed", (json_int_t)st.listed,
+	    "skipped", (json_int_t)st.skipped,
+	    "conflicts", (json_int_t)st.conflicts,
+	    "in_grace", (json_int_t)st.in_grace,
+	    "backends", "static", (json_int_t)st.configured,
+	    "registry", (json_int_t)st.backends);
+}
+
 static json_t *
 ctlcmd_show_summary(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
@@ -330,7 +355,7 @@ ctlcmd_show_summary(struct master *m, const char *const *args, int nargs,
 	ctlcmd_each(m->shm, ctlcmd_summary_row, &sa);
 	for (i = 0; i < SHM_WORKERS_MAX; i++)
 		workers += m->w[i].pid > 0 && !m->w[i].old;
-	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o, s:o}",
+	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o, s:o, s:o}",
 	    "router",
 	    "generation", (json_int_t)m->generation,
 	    "table_generation", (json_int_t)shm_gen(m->shm),
@@ -339,7 +364,15 @@ ctlcmd_show_summary(struct master *m, const char *const *args, int nargs,
 		(now - m->shm->created_ms) / 1000 : 0),
 	    "backends", sa.n, "up", sa.up, "down", sa.down, "open_breakers", sa.open,
 	    "pools", ctlcmd_pools(m),
-	    "backends", sa.rows);
+	    "backends", sa.rows,
+	    "registry", ctlcmd_registry(m));
+}
+
+static json_t *
+ctlcmd_show_registry(struct master *m, const char *const *args, int nargs,
+    int json, char *err, size_t errlen)
+{
+	return ctlcmd_registry(m);
 }
 
 struct model_acc {
@@ -905,6 +938,7 @@ const control_handler control_handlers[CTL_NCMDS] = {
 	[CTL_SHOW_BREAKERS] = ctlcmd_show_breakers,
 	[CTL_SHOW_WORKERS] = ctlcmd_show_workers,
 	[CTL_SHOW_CONFIG] = ctlcmd_show_config,
+	[CTL_SHOW_REGISTRY] = ctlcmd_show_registry,
 	[CTL_BACKEND_ENABLE] = ctlcmd_backend_enable,
 	[CTL_BACKEND_DISABLE] = ctlcmd_backend_disable,
 	[CTL_BACKEND_DRAIN] = ctlcmd_backend_drain,

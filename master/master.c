@@ -16,6 +16,7 @@
 
 #include "lib/log.h"
 #include "master/master.h"
+#include "master/registry.h"
 #include "prober/prober.h"
 #include "worker/worker.h"
 
@@ -582,6 +583,7 @@ master_main(struct master *m)
 	if (master_spawn(m, &m->prober) == -1)
 		m->prober.respawn_at = m->loop.now + RESPAWN_MIN_MS;
 	m->syncer.role = ROLE_SYNCER;
+	registry_publish(m);
 	if (m->conf->registry.url[0] != '\0' && master_spawn(m, &m->syncer) == -1)
 		m->syncer.respawn_at = m->loop.now + RESPAWN_MIN_MS;
 	log_info("master: %u workers, listening on %s%s", m->nworkers,

@@ -613,7 +613,32 @@ registry_readable(struct master *m, int fd)
 			continue;
 		}
 		registry_msg(m, buf, (size_t)n);
+		registry_publish(m);
 	}
+}
+
+/*
+ * Copy the counters into the table's registry block for the workers and
+ * routerctl.  The master is that block's only writer; called after every
+ * message of the syncer and at start.
+ */
+void
+registry_publish(struct master *m)
+{
+	struct shm_registry	*r = &m->shm->registry;
+	struct registry_stats	 st;
+
+	registry_stats(m, &st);
+	atomic_store_explicit(&r->enabled, m->conf->registry.url[0] != '\0',
+	    memory_order_relaxed);
+	atomic_store_explicit(&r->failing, (uint32_t)st.failing, memory_order_relaxed);
+	atomic_store_explicit(&r->syncs_ok, st.syncs_ok, memory_order_relaxed);
+	atomic_store_explicit(&r->syncs_failed, st.syncs_failed, memory_order_relaxed);
+	atomic_store_explicit(&r->last_ok_ms, st.last_ok_ms, memory_order_relaxed);
+	atomic_store_explicit(&r->last_fail_ms, st.last_fail_ms, memory_order_relaxed);
+	atomic_store_explicit(&r->listed, st.listed, memory_order_relaxed);
+	atomic_store_explicit(&r->in_grace, st.in_grace, memory_order_relaxed);
+	atomic_store_explicit(&r->applied, st.applied, memory_order_release);
 }
 
 void

@@ -124,6 +124,14 @@ int	 admin_write(struct buf *out, struct admin_resp *, int head, int close);
  */
 json_t	*admin_parse_body(const struct admin_req *, struct admin_resp *);
 
+/*
+ * The registry's counters from the table's registry block (the master
+ * writes it) and the backends by source counted from the descriptors:
+ * {"enabled", "syncs_ok", "syncs_failed", "last_success", "last_failure",
+ * "failing", "listed", "in_grace", "backends": {"static", "registry"}}.
+ */
+json_t	*admin_registry_json(struct worker *, const struct admin_be *, size_t n);
+
 /* The JSON endpoints; each returns a new reference (NULL: out of memory). */
 json_t	*admin_health_json(struct worker *);
 json_t	*admin_metrics_json(struct worker *, uint64_t now_ms);

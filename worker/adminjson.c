@@ -315,6 +315,7 @@ admin_health_json(struct worker *w)
 	    json_integer((json_int_t)down));
 	json_object_set_new(root, "unknown_backends",
 	    json_integer((json_int_t)unknown));
+	json_object_set_new(root, "registry", admin_registry_json(w, v, n));
 	json_object_set_new(root, "health_check_type",
 	    json_string(conf_health_type_name(w->conf->health.type)));
 	json_object_set_new(root, "timestamp", admin_time(shm_now_ms()));
@@ -493,6 +494,35 @@ admin_metrics_json(struct worker *w, uint64_t now_ms)
 }
 
 json_t *
+admin_registry_json(struct worker *w, const struct admin_be *v, size_t n)
+{
+	const struct shm_registry *r = &w->shm->registry;
+	size_t		 i, nreg = 0;
+
+	for (i = 0; i < n; i++)
+		if (v[i].d.flags & SHM_F_REGISTRY)
+			nreg++;
+	(void)atomic_load_explicit(&r->applied, memory_order_acquire);
+	return json_pack("{s:b, s:I, s:I, s:o, s:o, s:b, s:I, s:I, s:{s:I, s:I}}",
+	    "enabled", (int)atomic_load_explicit(&r->enabled, memory_order_relaxed),
+	    "syncs_ok", (json_int_t)atomic_load_explicit(&r->syncs_ok,
+		memory_order_relaxed),
+	    "syncs_failed", (json_int_t)atomic_load_explicit(&r->syncs_failed,
+		memory_order_relaxed),
+	    "last_success", admin_time(atomic_load_explicit(&r->last_ok_ms,
+		memory_order_relaxed)),
+	    "last_failure", admin_time(atomic_load_explicit(&r->last_fail_ms,
+		memory_order_relaxed)),
+	    "failing", (int)atomic_load_explicit(&r->failing, memory_order_relaxed),
+	    "listed", (json_int_t)atomic_load_explicit(&r->listed,
+		memory_order_relaxed),
+	    "in_grace", (json_int_t)atomic_load_explicit(&r->in_grace,
+		memory_order_relaxed),
+	    "backends", "static", (json_int_t)(n - nreg),
+	    "registry", (json_int_t)nreg);
+}
+
+json_t *
 admin_services_json(struct worker *w)
 {
 	struct admin_be	*v;
@@ -542,6 +572,7 @@ admin_services_json(struct worker *w)
 		json_array_append_new(list, e);
 	}
 	json_object_set_new(root, "total", json_integer((json_int_t)n));
+	json_object_set_new(root, "registry", admin_registry_json(w, v, n));
 	free(v);
 	return root;
 }
