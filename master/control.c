@@ -23,7 +23,7 @@
 #define CONTROL_CLIENTS_MAX	64
 #define CONTROL_FRAME_MS	5000	/* a request must arrive whole within this */
 #define CONTROL_IDLE_MS		60000	/* between requests on one connection */
-#define CONTROL_POLL_MS		100	/* monitor: how often the table is compared */
+#define CONTROL_WATCH_MS	10	/* monitor: how often the prober's log head is read */
 #define CONTROL_MONITOR_BACKLOG	(1024 * 1024)	/* unsent events before a monitor is dropped */
 #define CONTROL_ARGS_MAX	16
 #define CONTROL_RBUF		(CTLPROTO_HDR + CTLPROTO_REQ_MAX)
@@ -79,6 +79,7 @@ struct control {
 	struct msnap	*snap;
 	uint32_t	 nsnap;
 	uint64_t	 snap_gen;
+	uint64_t	 plog_head;	/* the prober's log as far as the monitors saw it */
 	uint32_t	 strat[SHM_POOLS_MAX];
 };
 
@@ -679,6 +680,9 @@ control_request(struct cclient *cl, const char *p, size_t n)
 	}
 	data = control_handlers[cmd->id](m, argv + cmd->nwords,
 	    (int)nw - cmd->nwords, json, err, 8192);
+	/* what the write changed reaches every monitor before its reply leaves */
+	if (cmd->write && data != NULL)
+		control_changed(m);
 	if (data == NULL) {
 		if (cmd->write)
 			log_warnx("control: %s: %s", text, err);
@@ -964,22 +968,48 @@ control_monitor_scan(struct control *c, int report)
 	c->snap_gen = gen;
 }
 
+/*
+ * The master's own writes (control commands, the registry, reloads) call
+ * control_changed() right after they are made.  The prober's transitions
+ * (health, breaker) reach the master only through the table: the watch
+ * reads the head of the prober's log, which the prober bumps with every
+ * slot it changes, every CONTROL_WATCH_MS (one atomic load when nothing
+ * moved) and compares the table only when it moved.
+ */
 static void
 control_poll(struct ev_loop *l, struct ev_timer *t)
 {
 	struct control	*c = CONTROL_OF(t, poll);
+	uint64_t	 head;
 
 	if (c->nmonitors == 0)
 		return;
-	control_monitor_scan(c, 1);
+	head = atomic_load_explicit(&shm_plog(c->m->shm)->head,
+	    memory_order_acquire);
+	if (head != c->plog_head || shm_gen(c->m->shm) != c->snap_gen) {
+		c->plog_head = head;
+		control_monitor_scan(c, 1);
+	}
 	if (c->nmonitors > 0)
-		ev_timer_after(l, &c->poll, CONTROL_POLL_MS);
+		ev_timer_after(l, &c->poll, CONTROL_WATCH_MS);
 }
 
-/* The first monitor: remember the table as it is, then poll. */
+void
+control_changed(struct master *m)
+{
+	struct control	*c = m->control;
+
+	if (c == NULL || c->nmonitors == 0)
+		return;
+	control_monitor_scan(c, 1);
+}
+
+/* The first monitor: remember the table as it is, then watch the prober's log. */
 static void
 control_monitor_snapshot(struct control *c)
 {
+	c->plog_head = atomic_load_explicit(&shm_plog(c->m->shm)->head,
+	    memory_order_acquire);
 	control_monitor_scan(c, 0);
-	ev_timer_after(&c->m->loop, &c->poll, CONTROL_POLL_MS);
+	ev_timer_after(&c->m->loop, &c->poll, CONTROL_WATCH_MS);
 }

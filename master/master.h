@@ -102,6 +102,12 @@ int	 control_adopt(struct master *, int fd, pid_t pid);
  */
 void	 control_event(struct master *, const char *type, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/*
+ * control_changed(): the master just wrote the table (membership,
+ * operator state, strategy): push what changed to every monitor now.
+ * A no-op while nobody monitors.
+ */
+void	 control_changed(struct master *);
 
 /*
  * master/registry.c: applies the wanted backend set the syncer sends over

@@ -252,6 +252,7 @@ registry_slot_alloc(struct shm_hdr *h, struct regscan *sc)
 }
 
 static void	registry_grace_fire(struct ev_loop *, struct ev_timer *);
+static void	registry_events(struct master *);
 
 /*
  * Free the backends whose grace is over and re-arm the timer for the next
@@ -614,7 +615,35 @@ registry_readable(struct master *m, int fd)
 		}
 		registry_msg(m, buf, (size_t)n);
 		registry_publish(m);
+		registry_events(m);
 	}
+}
+
+/*
+ * Tell the monitors what the last message changed: backends added or
+ * removed (control_changed() compares the table), and the sync going
+ * from working to failing or back, once per change of state.
+ */
+static void
+registry_events(struct master *m)
+{
+	static int	 known, was_failing;
+
+	control_changed(m);
+	if (reg.st.syncs_ok + reg.st.syncs_failed == 0)
+		return;
+	if (!known || was_failing != reg.st.failing) {
+		if (reg.st.failing)
+			control_event(m, "registry", "sync failing: %s (%llu failed, "
+			    "last good set kept)", reg.st.last_error,
+			    (unsigned long long)reg.st.syncs_failed);
+		else
+			control_event(m, "registry", "sync ok: %u services listed, "
+			    "%llu syncs ok", reg.st.listed,
+			    (unsigned long long)reg.st.syncs_ok);
+	}
+	known = 1;
+	was_failing = reg.st.failing;
 }
 
 /*

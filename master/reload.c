@@ -216,6 +216,7 @@ master_reload(struct master *m, char *err, size_t errlen)
 	m->nworkers = nworkers;
 	m->conf = nc;
 	registry_publish(m);
+	control_changed(m);
 	m->generation++;
 	for (i = 0; i < SHM_WORKERS_MAX; i++) {
 		if (m->w[i].pid > 0) {
