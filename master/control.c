@@ -436,8 +436,8 @@ control_adopt(struct master *m, int fd, pid_t pid)
 		close(fd);
 		return -1;
 	}
+	/* not counted against CONTROL_CLIENTS_MAX: routerctl must still get in */
 	TAILQ_INSERT_TAIL(&c->clients, cl, entry);
-	c->nclients++;
 	return 0;
 }
 
@@ -462,7 +462,8 @@ control_client_kill(struct cclient *cl)
 		ev_timer_stop(l, &c->poll);
 	TAILQ_REMOVE(&c->clients, cl, entry);
 	TAILQ_INSERT_TAIL(&c->dead, cl, entry);
-	c->nclients--;
+	if (!cl->worker)
+		c->nclients--;
 	ev_timer_after(l, &c->gc, 0);
 }
 

@@ -27,6 +27,7 @@
 #define ADMINCONN_INBUF		(16 * 1024)	/* socket reads; the head is copied out */
 #define ADMINCONN_LINGER_MS	2000
 #define ADMINCONN_FIELD_MAX	32		/* field name bytes we keep to recognise it */
+#define ADMINCONN_MAX		256		/* open admin connections per worker */
 
 enum acphase {
 	AC_IDLE = 0,		/* keep-alive: waiting for a first byte */
@@ -403,6 +404,12 @@ adminconn_accept(struct worker *w, int fd)
 	int			 one = 1;
 
 	ac_settings_init();
+	if (nacs >= ADMINCONN_MAX) {
+		/* each may hold ~100 KiB: an admin tool needs far fewer */
+		log_debug("adminconn: %zu connections open; refusing one", nacs);
+		close(fd);
+		return;
+	}
 	if ((ac = calloc(1, sizeof(*ac))) == NULL ||
 	    (ac->in.data = malloc(ADMINCONN_INBUF)) == NULL) {
 		free(ac);
