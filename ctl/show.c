@@ -136,6 +136,30 @@ ctl_table(FILE *fp, const struct ctl_col *cols, size_t ncols, const json_t *rows
 	}
 }
 
+/* One line: syncs, last success, backends by source. */
+static void
+ctl_show_registry(FILE *fp, const json_t *g)
+{
+	const json_t	*b = json_object_get(g, "backends");
+	const char	*last = json_string_value(json_object_get(g, "last_success"));
+	const char	*e = json_string_value(json_object_get(g, "last_error"));
+
+	if (g == NULL)
+		return;
+	fprintf(fp, "registry: %s, %" JSON_INTEGER_FORMAT " syncs ok, %"
+	    JSON_INTEGER_FORMAT " failed, last success %s; backends: %"
+	    JSON_INTEGER_FORMAT " static, %" JSON_INTEGER_FORMAT " registry\n",
+	    !json_is_true(json_object_get(g, "enabled")) ? "off" :
+	    json_is_true(json_object_get(g, "failing")) ? "failing" : "ok",
+	    json_integer_value(json_object_get(g, "syncs_ok")),
+	    json_integer_value(json_object_get(g, "syncs_failed")),
+	    last != NULL ? last : "never",
+	    json_integer_value(json_object_get(b, "static")),
+	    json_integer_value(json_object_get(b, "registry")));
+	if (json_is_true(json_object_get(g, "failing")) && e != NULL && e[0] != '\0')
+		fprintf(fp, "registry: last error: %s\n", e);
+}
+
 static void
 ctl_show_summary(FILE *fp, const json_t *data)
 {
@@ -153,6 +177,8 @@ ctl_show_summary(FILE *fp, const json_t *data)
 	    json_integer_value(json_object_get(r, "up")),
 	    json_integer_value(json_object_get(r, "down")),
 	    json_integer_value(json_object_get(r, "open_breakers")));
+	ctl_show_registry(fp, json_object_get(data, "registry"));
+	fputc('\n', fp);
 	ctl_table(fp, pool_cols, NCOLS(pool_cols), json_object_get(data, "pools"));
 	fputc('\n', fp);
 	ctl_table(fp, summary_cols, NCOLS(summary_cols),
@@ -215,6 +241,9 @@ ctl_show(FILE *fp, enum ctlproto_id cmd, const json_t *data)
 		return;
 	case CTL_SHOW_CONFIG:
 		ctl_show_config(fp, data);
+		return;
+	case CTL_SHOW_REGISTRY:
+		ctl_show_registry(fp, data);
 		return;
 	default:
 		/* the writes: the master says what it did in one line */

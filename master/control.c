@@ -23,7 +23,7 @@
 #define CONTROL_CLIENTS_MAX	64
 #define CONTROL_FRAME_MS	5000	/* a request must arrive whole within this */
 #define CONTROL_IDLE_MS		60000	/* between requests on one connection */
-#define CONTROL_POLL_MS		100	/* monitor: how often the table is compared */
+#define CONTROL_WATCH_MS	10	/* monitor: how often the prober's log head is read */
 #define CONTROL_MONITOR_BACKLOG	(1024 * 1024)	/* unsent events before a monitor is dropped */
 #define CONTROL_ARGS_MAX	16
 #define CONTROL_RBUF		(CTLPROTO_HDR + CTLPROTO_REQ_MAX)
@@ -38,6 +38,7 @@ struct cclient {
 	pid_t			 pid;
 	int			 may_write;
 	int			 monitor;
+	int			 worker;	/* a worker's admin API, over a socketpair */
 	int			 closing;	/* close once the output is sent */
 	int			 dead;		/* closed; freed by the gc timer */
 	int			 partial;	/* timer is a frame deadline */
@@ -78,6 +79,7 @@ struct control {
 	struct msnap	*snap;
 	uint32_t	 nsnap;
 	uint64_t	 snap_gen;
+	uint64_t	 plog_head;	/* the prober's log as far as the monitors saw it */
 	uint32_t	 strat[SHM_POOLS_MAX];
 };
 
@@ -160,6 +162,27 @@ control_path_prepare(const char *path, const struct sockaddr_un *sun)
 	return 0;
 }
 
+/* What every control state needs, with or without a listening socket (fd -1). */
+static void
+control_setup(struct master *m, struct control *c, int fd)
+{
+	c->m = m;
+	TAILQ_INIT(&c->clients);
+	TAILQ_INIT(&c->dead);
+	c->lio.fd = fd;
+	c->lio.cb = control_accept;
+	ev_timer_init(&c->lpause, control_resume);
+	ev_timer_init(&c->gc, control_gc);
+	ev_timer_init(&c->poll, control_poll);
+	if (!control_atfork_done) {
+		if (pthread_atfork(NULL, NULL, control_atfork_child) != 0)
+			log_warnx("control: pthread_atfork failed");
+		control_atfork_done = 1;
+	}
+	control_self = c;
+	m->control = c;
+}
+
 int
 control_init(struct master *m)
 {
@@ -178,6 +201,15 @@ control_init(struct master *m)
 	for (i = 0; i < CTL_NCMDS; i++)
 		if (control_handlers[i] == NULL || (size_t)ctlproto_cmds[i].id != i)
 			fatalx("control: command table row %zu is broken", i);
+	/*
+	 * The state exists even with no socket (none configured, or it could
+	 * not be made): the workers' admin writes come in all the same.
+	 */
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("control: calloc");
+		return -1;
+	}
+	control_setup(m, c, -1);
 	if (path[0] == '\0') {
 		log_info("control: no control.socket; routerctl is off");
 		return 0;
@@ -210,12 +242,6 @@ control_init(struct master *m)
 		unlink(path);
 		return -1;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		log_warn("control: calloc");
-		close(fd);
-		unlink(path);
-		return -1;
-	}
 	/* the configured group may connect and read (uid check below for writes) */
 	if (m->conf->group[0] != '\0') {
 		if ((gr = getgrnam(m->conf->group)) == NULL)
@@ -226,31 +252,17 @@ control_init(struct master *m)
 	c->user_uid = (uid_t)-1;
 	if (m->conf->user[0] != '\0' && (pw = getpwnam(m->conf->user)) != NULL)
 		c->user_uid = pw->pw_uid;
-	c->m = m;
 	c->sdev = st.st_dev;
 	c->sino = st.st_ino;
 	strlcpy(c->path, path, sizeof(c->path));
-	TAILQ_INIT(&c->clients);
-	TAILQ_INIT(&c->dead);
 	c->lio.fd = fd;
-	c->lio.cb = control_accept;
-	ev_timer_init(&c->lpause, control_resume);
-	ev_timer_init(&c->gc, control_gc);
-	ev_timer_init(&c->poll, control_poll);
 	if (ev_add(&m->loop, &c->lio, EPOLLIN) == -1) {
 		log_warn("control: epoll");
 		close(fd);
 		unlink(path);
-		free(c);
+		c->lio.fd = -1;
 		return -1;
 	}
-	if (!control_atfork_done) {
-		if (pthread_atfork(NULL, NULL, control_atfork_child) != 0)
-			log_warnx("control: pthread_atfork failed");
-		control_atfork_done = 1;
-	}
-	control_self = c;
-	m->control = c;
 	m->control_fd = fd;
 	log_info("control: listening on %s", path);
 	return 0;
@@ -390,6 +402,46 @@ control_accept(struct ev_loop *l, struct ev_io *io, uint32_t events)
 }
 
 /*
+ * control_adopt(): the master's end of a worker's socketpair becomes a
+ * control client that may write (the worker checked the admin token),
+ * the way the admin API's writes reach the master (DESIGN "One control
+ * plane").  It never idles out.  0, or -1 (fd closed).
+ */
+int
+control_adopt(struct master *m, int fd, pid_t pid)
+{
+	struct control	*c = m->control;
+	struct cclient	*cl = NULL;
+
+	if (c == NULL || (cl = calloc(1, sizeof(*cl))) == NULL ||
+	    (cl->rbuf = malloc(CONTROL_RBUF)) == NULL) {
+		if (c != NULL)
+			log_warn("control: calloc");
+		free(cl);
+		close(fd);
+		return -1;
+	}
+	cl->ctl = c;
+	cl->uid = getuid();
+	cl->pid = pid;
+	cl->may_write = 1;
+	cl->worker = 1;
+	cl->io.fd = fd;
+	cl->io.cb = control_client_io;
+	cl->events = EPOLLIN;
+	ev_timer_init(&cl->timer, control_client_timeout);
+	if (ev_add(&m->loop, &cl->io, cl->events) == -1) {
+		log_warn("control: epoll");
+		control_client_free(cl);
+		close(fd);
+		return -1;
+	}
+	/* not counted against CONTROL_CLIENTS_MAX: routerctl must still get in */
+	TAILQ_INSERT_TAIL(&c->clients, cl, entry);
+	return 0;
+}
+
+/*
  * Close a client now; its memory goes at the next gc pass, because an
  * event for it may still wait in the loop's current batch.
  */
@@ -410,7 +462,8 @@ control_client_kill(struct cclient *cl)
 		ev_timer_stop(l, &c->poll);
 	TAILQ_REMOVE(&c->clients, cl, entry);
 	TAILQ_INSERT_TAIL(&c->dead, cl, entry);
-	c->nclients--;
+	if (!cl->worker)
+		c->nclients--;
 	ev_timer_after(l, &c->gc, 0);
 }
 
@@ -619,8 +672,8 @@ control_request(struct cclient *cl, const char *p, size_t n)
 		return;
 	}
 	if (cmd->write)
-		log_info("control: uid %u pid %d: %s", (unsigned)cl->uid,
-		    (int)cl->pid, text);
+		log_info("control: %s %d: %s", cl->worker ? "admin API, worker pid" :
+		    "uid", cl->worker ? (int)cl->pid : (int)cl->uid, text);
 	if ((err = calloc(1, 8192)) == NULL) {
 		control_error(cl, "out of memory");
 		json_decref(req);
@@ -628,6 +681,9 @@ control_request(struct cclient *cl, const char *p, size_t n)
 	}
 	data = control_handlers[cmd->id](m, argv + cmd->nwords,
 	    (int)nw - cmd->nwords, json, err, 8192);
+	/* what the write changed reaches every monitor before its reply leaves */
+	if (cmd->write && data != NULL)
+		control_changed(m);
 	if (data == NULL) {
 		if (cmd->write)
 			log_warnx("control: %s: %s", text, err);
@@ -683,7 +739,7 @@ control_process(struct cclient *cl)
 	if (cl->rlen > 0 && !cl->partial) {
 		cl->partial = 1;
 		ev_timer_after(l, &cl->timer, CONTROL_FRAME_MS);
-	} else if (cl->rlen == 0 && cl->monitor) {
+	} else if (cl->rlen == 0 && (cl->monitor || cl->worker)) {
 		cl->partial = 0;
 		ev_timer_stop(l, &cl->timer);
 	} else if (cl->rlen == 0) {
@@ -913,22 +969,48 @@ control_monitor_scan(struct control *c, int report)
 	c->snap_gen = gen;
 }
 
+/*
+ * The master's own writes (control commands, the registry, reloads) call
+ * control_changed() right after they are made.  The prober's transitions
+ * (health, breaker) reach the master only through the table: the watch
+ * reads the head of the prober's log, which the prober bumps with every
+ * slot it changes, every CONTROL_WATCH_MS (one atomic load when nothing
+ * moved) and compares the table only when it moved.
+ */
 static void
 control_poll(struct ev_loop *l, struct ev_timer *t)
 {
 	struct control	*c = CONTROL_OF(t, poll);
+	uint64_t	 head;
 
 	if (c->nmonitors == 0)
 		return;
-	control_monitor_scan(c, 1);
+	head = atomic_load_explicit(&shm_plog(c->m->shm)->head,
+	    memory_order_acquire);
+	if (head != c->plog_head || shm_gen(c->m->shm) != c->snap_gen) {
+		c->plog_head = head;
+		control_monitor_scan(c, 1);
+	}
 	if (c->nmonitors > 0)
-		ev_timer_after(l, &c->poll, CONTROL_POLL_MS);
+		ev_timer_after(l, &c->poll, CONTROL_WATCH_MS);
 }
 
-/* The first monitor: remember the table as it is, then poll. */
+void
+control_changed(struct master *m)
+{
+	struct control	*c = m->control;
+
+	if (c == NULL || c->nmonitors == 0)
+		return;
+	control_monitor_scan(c, 1);
+}
+
+/* The first monitor: remember the table as it is, then watch the prober's log. */
 static void
 control_monitor_snapshot(struct control *c)
 {
+	c->plog_head = atomic_load_explicit(&shm_plog(c->m->shm)->head,
+	    memory_order_acquire);
 	control_monitor_scan(c, 0);
-	ev_timer_after(&c->m->loop, &c->poll, CONTROL_POLL_MS);
+	ev_timer_after(&c->m->loop, &c->poll, CONTROL_WATCH_MS);
 }

@@ -12,6 +12,7 @@
 #include "conf/conf.h"
 #include "lib/log.h"
 #include "master/control.h"
+#include "master/registry.h"
 
 #define MASKED	"********"
 
@@ -318,6 +319,30 @@ ctlcmd_summary_row(struct shm_hdr *h, uint32_t i, const struct shm_desc *d,
 	    "requests", (json_int_t)t.requests));
 }
 
+/* The registry's counters (registry.c keeps them; the master owns them). */
+static json_t *
+ctlcmd_registry(struct master *m)
+{
+	struct registry_stats	 st;
+
+	registry_stats(m, &st);
+	return json_pack("{s:b, s:I, s:I, s:o, s:o, s:b, s:s, s:I, s:I, s:I, "
+	    "s:I, s:{s:I, s:I}}",
+	    "enabled", m->conf->registry.url[0] != '\0',
+	    "syncs_ok", (json_int_t)st.syncs_ok,
+	    "syncs_failed", (json_int_t)st.syncs_failed,
+	    "last_success", ctlcmd_time_json(st.last_ok_ms),
+	    "last_failure", ctlcmd_time_json(st.last_fail_ms),
+	    "failing", st.failing,
+	    "last_error", st.last_error,
+	    "listed", (json_int_t)st.listed,
+	    "skipped", (json_int_t)st.skipped,
+	    "conflicts", (json_int_t)st.conflicts,
+	    "in_grace", (json_int_t)st.in_grace,
+	    "backends", "static", (json_int_t)st.configured,
+	    "registry", (json_int_t)st.backends);
+}
+
 static json_t *
 ctlcmd_show_summary(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
@@ -330,7 +355,7 @@ ctlcmd_show_summary(struct master *m, const char *const *args, int nargs,
 	ctlcmd_each(m->shm, ctlcmd_summary_row, &sa);
 	for (i = 0; i < SHM_WORKERS_MAX; i++)
 		workers += m->w[i].pid > 0 && !m->w[i].old;
-	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o, s:o}",
+	return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o, s:o, s:o}",
 	    "router",
 	    "generation", (json_int_t)m->generation,
 	    "table_generation", (json_int_t)shm_gen(m->shm),
@@ -339,7 +364,15 @@ ctlcmd_show_summary(struct master *m, const char *const *args, int nargs,
 		(now - m->shm->created_ms) / 1000 : 0),
 	    "backends", sa.n, "up", sa.up, "down", sa.down, "open_breakers", sa.open,
 	    "pools", ctlcmd_pools(m),
-	    "backends", sa.rows);
+	    "backends", sa.rows,
+	    "registry", ctlcmd_registry(m));
+}
+
+static json_t *
+ctlcmd_show_registry(struct master *m, const char *const *args, int nargs,
+    int json, char *err, size_t errlen)
+{
+	return ctlcmd_registry(m);
 }
 
 struct model_acc {
@@ -751,7 +784,8 @@ ctlcmd_breaker_force(struct master *m, const char *name, uint32_t order,
 	    "breaker", control_breaker_word(atomic_load_explicit(&s->breaker,
 		memory_order_relaxed))),
 	    "backend %s: breaker ordered %s (now %s; the prober applies it)",
-	    d.name, order == SHM_FORCE_OPEN ? "open" : "closed",
+	    d.name, order == SHM_FORCE_OPEN ? "open" : order == SHM_FORCE_CLOSE ?
+	    "closed" : "released",
 	    control_breaker_word(atomic_load_explicit(&s->breaker,
 	    memory_order_relaxed)));
 }
@@ -768,6 +802,13 @@ ctlcmd_breaker_close(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
 {
 	return ctlcmd_breaker_force(m, args[0], SHM_FORCE_CLOSE, err, errlen);
+}
+
+static json_t *
+ctlcmd_breaker_release(struct master *m, const char *const *args, int nargs,
+    int json, char *err, size_t errlen)
+{
+	return ctlcmd_breaker_force(m, args[0], SHM_FORCE_NONE, err, errlen);
 }
 
 /* strategy set [POOL] NAME: one pool, or every pool when none is named. */
@@ -897,12 +938,14 @@ const control_handler control_handlers[CTL_NCMDS] = {
 	[CTL_SHOW_BREAKERS] = ctlcmd_show_breakers,
 	[CTL_SHOW_WORKERS] = ctlcmd_show_workers,
 	[CTL_SHOW_CONFIG] = ctlcmd_show_config,
+	[CTL_SHOW_REGISTRY] = ctlcmd_show_registry,
 	[CTL_BACKEND_ENABLE] = ctlcmd_backend_enable,
 	[CTL_BACKEND_DISABLE] = ctlcmd_backend_disable,
 	[CTL_BACKEND_DRAIN] = ctlcmd_backend_drain,
 	[CTL_BACKEND_WEIGHT] = ctlcmd_backend_weight,
 	[CTL_BREAKER_OPEN] = ctlcmd_breaker_open,
 	[CTL_BREAKER_CLOSE] = ctlcmd_breaker_close,
+	[CTL_BREAKER_RELEASE] = ctlcmd_breaker_release,
 	[CTL_STRATEGY_SET] = ctlcmd_strategy_set,
 	[CTL_RELOAD] = ctlcmd_reload,
 	[CTL_STOP] = ctlcmd_stop,

@@ -16,6 +16,7 @@
 
 #include "lib/log.h"
 #include "master/master.h"
+#include "master/registry.h"
 #include "prober/prober.h"
 #include "worker/worker.h"
 
@@ -203,7 +204,7 @@ static int
 master_spawn(struct master *m, struct mworker *mw)
 {
 	pid_t	pid;
-	int	fds[CONF_LISTEN_MAX];
+	int	fds[CONF_LISTEN_MAX], sv[2];
 	size_t	i;
 
 	if (mw->role != ROLE_WORKER)
@@ -215,11 +216,22 @@ master_spawn(struct master *m, struct mworker *mw)
 	}
 	for (i = 0; i < m->nls; i++)
 		fds[i] = m->lfds[i][mw->pos];
+	/* the admin API's writes come to us on this pair (DESIGN "One control plane") */
+	sv[0] = sv[1] = -1;
+	if (m->afds[mw->pos] != -1 && socketpair(AF_UNIX, SOCK_STREAM |
+	    SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
+		log_warn("master: socketpair for worker %u's admin writes", mw->pos);
 	switch (pid = fork()) {
 	case -1:
 		log_warn("master: fork");
+		if (sv[0] != -1) {
+			close(sv[0]);
+			close(sv[1]);
+		}
 		return -1;
 	case 0:
+		if (sv[0] != -1)
+			close(sv[0]);
 		{
 			char name[32];
 
@@ -242,7 +254,11 @@ master_spawn(struct master *m, struct mworker *mw)
 					close(m->afds[p]);
 		}
 		_exit(worker_main(m->conf, m->shm, mw->stripe, mw->generation,
-		    fds, m->nls, m->afds[mw->pos], &m->priv));
+		    fds, m->nls, m->afds[mw->pos], sv[1], &m->priv));
+	}
+	if (sv[0] != -1) {
+		close(sv[1]);
+		control_adopt(m, sv[0], pid);
 	}
 	mw->pid = pid;
 	mw->started_ms = m->loop.now;
@@ -561,7 +577,7 @@ master_main(struct master *m)
 	}
 	if (m->pfh != NULL)
 		pidfile_write(m->pfh);
-	if (m->conf->control.socket[0] != '\0' && control_init(m) == -1)
+	if (control_init(m) == -1)
 		log_warnx("master: no control socket; routerctl will not reach this routerd");
 
 	sigemptyset(&mask);
@@ -585,6 +601,7 @@ master_main(struct master *m)
 	if (master_spawn(m, &m->prober) == -1)
 		m->prober.respawn_at = m->loop.now + RESPAWN_MIN_MS;
 	m->syncer.role = ROLE_SYNCER;
+	registry_publish(m);
 	if (m->conf->registry.url[0] != '\0' && master_spawn(m, &m->syncer) == -1)
 		m->syncer.respawn_at = m->loop.now + RESPAWN_MIN_MS;
 	log_info("master: %u workers, listening on %s%s", m->nworkers,

@@ -92,6 +92,8 @@ void	 master_log_reopen(struct master *);
 /* master/control.c: the control socket (routerctl).  init: 0 or -1 (logged). */
 int	 control_init(struct master *);
 void	 control_close(struct master *);
+/* A worker's end of the control protocol (its admin API's writes); 0 or -1, fd closed. */
+int	 control_adopt(struct master *, int fd, pid_t pid);
 
 /*
  * control_event() sends one event to every `routerctl monitor`: type is
@@ -100,6 +102,12 @@ void	 control_close(struct master *);
  */
 void	 control_event(struct master *, const char *type, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/*
+ * control_changed(): the master just wrote the table (membership,
+ * operator state, strategy): push what changed to every monitor now.
+ * A no-op while nobody monitors.
+ */
+void	 control_changed(struct master *);
 
 /*
  * master/registry.c: applies the wanted backend set the syncer sends over

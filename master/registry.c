@@ -252,6 +252,7 @@ registry_slot_alloc(struct shm_hdr *h, struct regscan *sc)
 }
 
 static void	registry_grace_fire(struct ev_loop *, struct ev_timer *);
+static void	registry_events(struct master *);
 
 /*
  * Free the backends whose grace is over and re-arm the timer for the next
@@ -615,7 +616,60 @@ registry_readable(struct master *m, int fd)
 			continue;
 		}
 		registry_msg(m, buf, (size_t)n);
+		registry_publish(m);
+		registry_events(m);
 	}
+}
+
+/*
+ * Tell the monitors what the last message changed: backends added or
+ * removed (control_changed() compares the table), and the sync going
+ * from working to failing or back, once per change of state.
+ */
+static void
+registry_events(struct master *m)
+{
+	static int	 known, was_failing;
+
+	control_changed(m);
+	if (reg.st.syncs_ok + reg.st.syncs_failed == 0)
+		return;
+	if (!known || was_failing != reg.st.failing) {
+		if (reg.st.failing)
+			control_event(m, "registry", "sync failing: %s (%llu failed, "
+			    "last good set kept)", reg.st.last_error,
+			    (unsigned long long)reg.st.syncs_failed);
+		else
+			control_event(m, "registry", "sync ok: %u services listed, "
+			    "%llu syncs ok", reg.st.listed,
+			    (unsigned long long)reg.st.syncs_ok);
+	}
+	known = 1;
+	was_failing = reg.st.failing;
+}
+
+/*
+ * Copy the counters into the table's registry block for the workers and
+ * routerctl.  The master is that block's only writer; called after every
+ * message of the syncer and at start.
+ */
+void
+registry_publish(struct master *m)
+{
+	struct shm_registry	*r = &m->shm->registry;
+	struct registry_stats	 st;
+
+	registry_stats(m, &st);
+	atomic_store_explicit(&r->enabled, m->conf->registry.url[0] != '\0',
+	    memory_order_relaxed);
+	atomic_store_explicit(&r->failing, (uint32_t)st.failing, memory_order_relaxed);
+	atomic_store_explicit(&r->syncs_ok, st.syncs_ok, memory_order_relaxed);
+	atomic_store_explicit(&r->syncs_failed, st.syncs_failed, memory_order_relaxed);
+	atomic_store_explicit(&r->last_ok_ms, st.last_ok_ms, memory_order_relaxed);
+	atomic_store_explicit(&r->last_fail_ms, st.last_fail_ms, memory_order_relaxed);
+	atomic_store_explicit(&r->listed, st.listed, memory_order_relaxed);
+	atomic_store_explicit(&r->in_grace, st.in_grace, memory_order_relaxed);
+	atomic_store_explicit(&r->applied, st.applied, memory_order_release);
 }
 
 void

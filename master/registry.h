@@ -32,6 +32,8 @@ struct registry_stats {
 };
 
 void	 registry_stats(struct master *, struct registry_stats *);
+/* Write them into the table's registry block (master only). */
+void	 registry_publish(struct master *);
 
 /*
  * registry_msg() handles one framed message from the syncer (see

@@ -11,6 +11,7 @@
 
 #include "lib/log.h"
 #include "master/master.h"
+#include "master/registry.h"
 
 #define RELOAD_READY_MS	10000	/* a new generation that is not ready by then is given up */
 
@@ -215,6 +216,8 @@ master_reload(struct master *m, char *err, size_t errlen)
 	m->nls = nc->nlisten;
 	m->nworkers = nworkers;
 	m->conf = nc;
+	registry_publish(m);
+	control_changed(m);
 	m->generation++;
 	for (i = 0; i < SHM_WORKERS_MAX; i++) {
 		if (m->w[i].pid > 0) {

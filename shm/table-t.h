@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			6u	/* 5: pools[] by stable pool ids; 6: held body counters */
+#define SHM_ABI			7u	/* 5: stable pool ids; 6: held body counters; 7: registry counters */
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -201,6 +201,25 @@ struct shm_poolq {
 };
 
 /*
+ * The registry's counters, as the master keeps them from the syncer's
+ * reports (DESIGN: the syncer never touches the table).  Written by the
+ * master only, each word a single atomic; read by workers (/metrics, the
+ * admin API) and routerctl.  Backends by source are not here: readers
+ * count them from the descriptors' SHM_F_REGISTRY flag.
+ */
+struct shm_registry {
+	alignas(SHM_CACHELINE) _Atomic uint32_t enabled;	/* registry.url is set */
+	_Atomic uint32_t failing;		/* the last pull failed */
+	_Atomic uint64_t syncs_ok;		/* pulls that worked, since the master started */
+	_Atomic uint64_t syncs_failed;		/* pulls that failed (the last good set kept) */
+	_Atomic uint64_t last_ok_ms;		/* CLOCK_REALTIME ms of the last good pull; 0: none */
+	_Atomic uint64_t last_fail_ms;
+	_Atomic uint32_t listed;		/* services in the last good answer */
+	_Atomic uint32_t in_grace;		/* registry backends gone, waiting out registry.grace */
+	_Atomic uint64_t applied;		/* batches applied */
+};
+
+/*
  * The header.  magic/abi/sizes are written once by the master before the
  * first fork.  gen is bumped by the master after every membership or
  * model-index change (release), so a reader that sees a new gen re-reads
@@ -224,6 +243,7 @@ struct shm_hdr {
 	_Atomic uint32_t mseq;			/* master only: seqlock over models[] and pool names */
 	_Atomic uint32_t verbose;		/* master only: log level every process follows */
 
+	struct shm_registry registry;		/* master only */
 	struct shm_pool	 pools[SHM_POOLS_MAX];
 	struct shm_worker workers[SHM_WORKERS_MAX];
 	struct shm_model models[SHM_MODELS_MAX];

@@ -94,7 +94,7 @@ accesslog_request(struct client *c)
 	    c->logreq[0] ? c->logreq : "-", c->status,
 	    (unsigned long long)c->bytes_out,
 	    (unsigned long long)(w->loop.now - c->t_start),
-	    c->admin ? "admin" : c->slot >= 0 ? w->wb[c->slot].name : "-",
+	    c->slot >= 0 ? w->wb[c->slot].name : "-",
 	    c->attempts > 1 ? c->attempts - 1 : 0, c->rid[0] ? c->rid : "-");
 	if (n > 0 && (size_t)n < buf_room(&w->alog))
 		w->alog.wpos += (size_t)n;

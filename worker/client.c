@@ -14,13 +14,11 @@
 #include <bsd/string.h>
 
 #include "lib/log.h"
-#include "worker/admin.h"
 #include "worker/http.h"
 #include "worker/worker.h"
 
 #define FWD_MARGIN	64	/* room kept in fwd for chunk framing of a parse step */
 #define LINGER_MS	2000	/* how long a closing connection may drain its input */
-#define ADMIN_BODY_MAX	(64 * 1024)	/* admin API request bodies */
 
 static void	client_timeout(struct ev_loop *, struct ev_timer *);
 static void	client_io(struct ev_loop *, struct ev_io *, uint32_t);
@@ -30,7 +28,6 @@ static void	client_body_timer(struct client *);
 static void	client_body_resume(struct client *);
 static void	client_finish(struct client *);
 static void	client_unqueue(struct client *);
-static void	client_admin_start(struct client *);
 
 static struct client *
 client_of_parser(llhttp_t *p)
@@ -314,54 +311,6 @@ req_route(struct client *c, const char *path, size_t plen, struct span host)
 }
 
 /*
- * An admin API request: keep method, path, query and Authorization as
- * NUL-terminated strings at the front of fwd; the body (at most
- * ADMIN_BODY_MAX) follows them.  Same return convention as the caller.
- */
-static int
-req_admin_head(struct client *c, llhttp_t *p, const char *path, size_t plen)
-{
-	const char	*base = c->in.data, *q;
-	struct span	 auth;
-	struct buf	*f;
-	size_t		 need;
-	int		 na;
-
-	if (c->fwd.data == NULL && (c->fwd.data = worker_fwd_get(c->w)) == NULL)
-		return client_fail(c, 503);
-	f = &c->fwd;
-	f->cap = c->w->fwdsz;
-	buf_reset(f);
-	na = req_find(c, "authorization", &auth);
-	need = plen + 64 + (na == 1 ? auth.len : 0);
-	if (need + ADMIN_BODY_MAX > f->cap)
-		return client_fail(c, 431);
-	q = memchr(path, '?', plen);
-	c->adm_method = (uint32_t)f->wpos;
-	buf_puts(f, llhttp_method_name((llhttp_method_t)p->method));
-	buf_put(f, "", 1);
-	c->adm_path = (uint32_t)f->wpos;
-	buf_put(f, path, q ? (size_t)(q - path) : plen);
-	buf_put(f, "", 1);
-	c->adm_query = (uint32_t)f->wpos;
-	if (q != NULL)
-		buf_put(f, q + 1, plen - (size_t)(q - path) - 1);
-	buf_put(f, "", 1);
-	c->adm_auth = (uint32_t)f->wpos;
-	if (na == 1)
-		buf_put(f, base + auth.off, auth.len);
-	buf_put(f, "", 1);
-	c->adm_auth = na == 1 ? c->adm_auth : UINT32_MAX;
-	c->adm_body = (uint32_t)f->wpos;
-	c->fwd_whole = 1;
-	c->body_len = 0;
-	c->close_after = !llhttp_should_keep_alive(p);
-	c->pool = -1;
-	client_body_begin(c);
-	return c->req_body == BODY_NONE ? 0 : HPE_PAUSED;
-}
-
-/*
  * The request head is complete: validate it against DESIGN.md's table,
  * choose the pool and write the upstream head into fwd.  Returns 0 to
  * pause the parser (the caller attaches a backend), -1 with c->status set.
@@ -504,9 +453,6 @@ req_on_headers_complete(llhttp_t *p)
 			c->expect_100 = 1;
 	}
 
-	if (c->admin)
-		return req_admin_head(c, p, path, plen);
-
 	/* the pool; no route is answered once the request is read (keep-alive stays) */
 	if (abs_slash) {
 		char	rp[CONF_PATH_MAX];
@@ -628,8 +574,6 @@ req_on_body(llhttp_t *p, const char *at, size_t len)
 	c->body_len += len;
 	if (c->w->conf->limits.body && c->body_len > c->w->conf->limits.body)
 		return client_fail(c, 413);
-	if (c->admin && c->body_len > ADMIN_BODY_MAX)
-		return client_fail(c, 413);
 	buf_put(&c->fwd, at, len);
 	return 0;
 }
@@ -670,7 +614,7 @@ req_on_chunk_header(llhttp_t *p)
 		c->trailer_prev = '\n';	/* "0\r\n" ended a line */
 		return HPE_PAUSED;
 	}
-	if (p->content_length > 0 && !c->admin) {
+	if (p->content_length > 0) {
 		c->fwd.wpos += http_chunk_header(c->fwd.data + c->fwd.wpos,
 		    p->content_length);
 		c->chunk_open = 1;
@@ -696,7 +640,7 @@ req_on_message_complete(llhttp_t *p)
 {
 	struct client	*c = client_of_parser(p);
 
-	if (c->req_body == BODY_CHUNKED && !c->admin)
+	if (c->req_body == BODY_CHUNKED)
 		buf_puts(&c->fwd, "0\r\n\r\n");
 	c->msg_done = 1;
 	if (c->phase == CP_BODY)
@@ -742,8 +686,7 @@ client_parse_status(struct client *c, llhttp_errno_t err)
 }
 
 void
-client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss,
-    int admin)
+client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss)
 {
 	struct client	*c;
 	int		 one = 1;
@@ -755,7 +698,6 @@ client_accept(struct worker *w, int fd, const struct sockaddr_storage *ss,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;
 	c->fail_slot = -1;
-	c->admin = admin != 0;
 	c->io.fd = fd;
 	c->io.cb = client_io;
 	c->slot = -1;
@@ -810,10 +752,6 @@ client_close(struct client *c)
 	if (c->t_start != 0 && c->phase != CP_IDLE && c->phase != CP_LINGER &&
 	    !c->resp_done)
 		accesslog_request(c);	/* ended early: status says how far it got */
-	if (c->admin_pending) {
-		c->admin_pending = 0;
-		admin_abort(c);
-	}
 	client_unqueue(c);
 	c->retry_wait = 0;
 	if (c->up != NULL)
@@ -1044,9 +982,7 @@ client_parse(struct client *c)
 		c->out.cap = WORKER_BUFSZ;
 		buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
 		c->expect_100 = 0;
-	} else if (c->admin && c->msg_done && !c->resp_done && !c->admin_pending &&
-	    c->phase != CP_REPLY && !c->closed)
-		client_admin_start(c);	/* an admin body finished arriving */
+	}
 	if (c->closed)
 		return -1;
 	/* the head buffer may be recycled once the head is converted */
@@ -1219,58 +1155,11 @@ client_no_backend(struct client *c)
 		ev_timer_after(&w->loop, &w->queue_timer, 20);
 }
 
-/* Hand a whole admin request to worker/admin.c. */
-static void
-client_admin_start(struct client *c)
-{
-	struct admin_req	 r;
-	const char		*f = c->fwd.data;
-	int			 rc;
-
-	if (!c->msg_done)
-		return;		/* its body is still coming: started again at message end */
-	if (c->out.data == NULL && (c->out.data = worker_buf_get(c->w)) == NULL) {
-		client_close(c);
-		return;
-	}
-	c->out.cap = WORKER_BUFSZ;
-	r.method = f + c->adm_method;
-	r.path = f + c->adm_path;
-	r.query = f + c->adm_query;
-	r.auth = c->adm_auth == UINT32_MAX ? NULL : f + c->adm_auth;
-	r.body = f + c->adm_body;
-	r.bodylen = c->fwd.wpos - c->adm_body;
-	rc = admin_handle(c->w, c, &r, &c->out);
-	if (rc == 1) {
-		c->admin_pending = 1;
-		c->phase = CP_SENT;
-		return;
-	}
-	c->phase = CP_SENT;
-	c->head_sent = 1;
-	c->resp_done = 1;
-}
-
-void
-client_admin_done(struct client *c)
-{
-	c->admin_pending = 0;
-	c->head_sent = 1;
-	c->resp_done = 1;
-	client_drive(c);
-}
-
 /* The head is parsed: pick a backend and attach a connection. */
 static void
 client_start(struct client *c)
 {
 	struct worker	*w = c->w;
-
-	if (c->admin) {
-		c->t_start = w->loop.now;
-		client_admin_start(c);
-		return;
-	}
 
 	c->t_start = w->loop.now;
 	c->breq.nexclude = 0;

@@ -10,53 +10,61 @@
 
 #include "lib/log.h"
 #include "worker/admin.h"
+#include "worker/mctl.h"
 #include "worker/worker.h"
 
 /*
- * What a drill does.  Workers may not write the breaker (the prober's)
- * nor a descriptor (the master's), so the drill takes the backend out of
- * THIS worker's copy of the table (its view, as an open breaker would),
- * for a window of duration_ms, and measures what the balancer and the
- * live traffic of this worker then really do:
+ * What a drill does.  The breaker is the prober's and orders for it are
+ * the master's (DESIGN "One control plane"), so the drill asks the
+ * master, over this worker's control link, to force the drilled
+ * backends' breakers open ("breaker open NAME"); the prober applies the
+ * order within its 10 ms poll and every worker stops picking them.
+ * After duration_ms the drill puts each breaker back as it found it
+ * ("breaker close" if it was closed, "breaker release" otherwise; one
+ * an operator held open stays held) and measures what really happened:
  *
- *   failover_time_ms   from taking the backend out to the balancer's
- *                      first pick of another backend (balance_pick());
- *   requests_*         this worker's own counter stripe, before and
- *                      after the window: attempts to the pool, to the
- *                      drilled backend (0 when the failover held), and
+ *   failover_time_ms   from sending the order to the table showing the
+ *                      breaker open (what every worker's balancer reads);
+ *   requests_*         every worker's counter stripes, from then to the
+ *                      end of the window: attempts to the pool, to the
+ *                      drilled backends (0 when the failover held), and
  *                      failures (5xx or no answer) in the pool;
- *   recovery_*         successful: the balancer may pick it again once
- *                      it is put back (it is not really down or out);
- *                      time: from putting it back to the first request
- *                      this worker sends it (polled every 10 ms), null
- *                      when none came within the recovery window;
+ *   recovery_*         successful: the breaker is no longer open and
+ *                      the balancer may pick the backend again; time:
+ *                      from the restore order to the first request any
+ *                      worker sends it (polled every 10 ms), null when
+ *                      none came within the recovery window;
  *   breaker states     read from the table (the real breaker).
  *
- * Other workers keep using the backend: the drill's scope is one worker.
- * A drill that would leave the pool without any eligible backend is not
- * run (live requests would get 503): the answer says so.
+ * The worker never waits for the master: each order is a callback on
+ * the loop, with mctl's timeout.  A drill that would leave the pool
+ * without any eligible backend is not run (live requests would get 503).
+ * If the drill's client goes away, the breakers are put back at once.
  */
 
 #define DRILL_TICK_MS		50
 #define DRILL_RECOVER_TICK_MS	10
+#define DRILL_OPEN_TICK_MS	2
+#define DRILL_OPEN_WAIT_MS	2000	/* the prober applies an order within ~10 ms */
 #define DRILL_DEFAULT_MS	1000
 #define DRILL_MAX_MS		60000
 
 enum drill_kind { DRILL_FAILOVER, DRILL_BREAKER };
-enum drill_phase { DP_IDLE = 0, DP_WINDOW, DP_RECOVER };
+enum drill_phase { DP_IDLE = 0, DP_ORDER, DP_OPENING, DP_WINDOW, DP_RESTORE,
+	DP_RECOVER };
 
 struct drill_x {
 	uint32_t	 slot;
 	char		 name[SHM_NAME_MAX];
-	int		 had_disabled;	/* already disabled in the view */
 	uint32_t	 breaker0;	/* the table's breaker when we started */
+	uint32_t	 force0;	/* the operator's order then (SHM_FORCE_*) */
 };
 
 static struct drill {
 	enum drill_phase phase;
 	enum drill_kind	 kind;
 	struct worker	*w;
-	struct client	*c;
+	struct adminconn	*c;
 	struct ev_timer	 timer;
 	char		 target[SHM_NAME_MAX];
 	int		 is_pool, simulate;
@@ -75,6 +83,11 @@ static struct drill {
 	uint64_t	 xreq_restore;
 	int		 eligible_after, recovered;
 	double		 recovery_ms;
+	int		 replies;	/* master answers still awaited */
+	int		 order_failed;
+	char		 order_error[256];
+	int		 order_status;	/* 503/504 when the master did not answer */
+	int		 opened;	/* every drilled breaker was seen open */
 } dr;
 
 static uint64_t
@@ -98,6 +111,9 @@ drill_busy(void)
 	return dr.phase != DP_IDLE;
 }
 
+static void	drill_put_back(void);
+static void	drill_restored(void);
+
 static void
 drill_free(void)
 {
@@ -116,31 +132,12 @@ drill_same(struct worker *w, const struct drill_x *x)
 }
 
 /*
- * Take the drilled backends out of the view; counts re-applications after a
- * refresh.
+ * For the balancer's pick with the drilled backends out, before any order
+ * is sent: mark them disabled in this worker's view for one pick, then
+ * put the view back as the table has it.
  */
 static void
-drill_apply(void)
-{
-	size_t	i;
-
-	for (i = 0; i < dr.nx; i++) {
-		struct wbe *b = &dr.w->view.be[dr.x[i].slot];
-
-		if (!drill_same(dr.w, &dr.x[i]))
-			continue;
-		if (!(b->flags & SHM_F_DISABLED)) {
-			if (dr.phase == DP_WINDOW)
-				dr.reapplied++;
-			b->flags |= SHM_F_DISABLED;
-			balance_slot_changed(&dr.w->view, dr.x[i].slot);
-		}
-	}
-}
-
-/* Put the view back as the table has it. */
-static void
-drill_restore(void)
+drill_view_out(int out)
 {
 	struct shm_desc	 d;
 	size_t		 i;
@@ -150,9 +147,13 @@ drill_restore(void)
 
 		if (!drill_same(dr.w, &dr.x[i]))
 			continue;
-		shm_desc_read(shm_slot(dr.w->shm, dr.x[i].slot), &d);
-		b->flags = (b->flags & ~(uint32_t)SHM_F_DISABLED) |
-		    (d.flags & SHM_F_DISABLED);
+		if (out)
+			b->flags |= SHM_F_DISABLED;
+		else {
+			shm_desc_read(shm_slot(dr.w->shm, dr.x[i].slot), &d);
+			b->flags = (b->flags & ~(uint32_t)SHM_F_DISABLED) |
+			    (d.flags & SHM_F_DISABLED);
+		}
 		balance_slot_changed(&dr.w->view, dr.x[i].slot);
 	}
 }
@@ -164,19 +165,37 @@ drill_breaker_of(uint32_t slot)
 	    memory_order_relaxed);
 }
 
+static uint32_t
+drill_force_of(uint32_t slot)
+{
+	return atomic_load_explicit(&shm_slot(dr.w->shm, slot)->force_breaker,
+	    memory_order_relaxed);
+}
+
+/* Every worker's stripes: the breaker is shared, so is the drill's scope. */
 static uint64_t
 stripe_req(uint32_t slot)
 {
-	return atomic_load_explicit(&shm_ctr(dr.w->shm, dr.w->index, slot)->requests,
-	    memory_order_relaxed);
+	uint64_t	s = 0;
+	uint32_t	k;
+
+	for (k = 0; k < dr.w->shm->max_workers; k++)
+		s += atomic_load_explicit(&shm_ctr(dr.w->shm, k, slot)->requests,
+		    memory_order_relaxed);
+	return s;
 }
 
 static uint64_t
 stripe_bad(uint32_t slot)
 {
-	/* the worker counts a 5xx answer and an unanswered attempt as a fail */
-	return atomic_load_explicit(&shm_ctr(dr.w->shm, dr.w->index, slot)->fails,
-	    memory_order_relaxed);
+	/* a worker counts a 5xx answer and an unanswered attempt as a fail */
+	uint64_t	s = 0;
+	uint32_t	k;
+
+	for (k = 0; k < dr.w->shm->max_workers; k++)
+		s += atomic_load_explicit(&shm_ctr(dr.w->shm, k, slot)->fails,
+		    memory_order_relaxed);
+	return s;
 }
 
 static uint64_t
@@ -244,7 +263,7 @@ drill_answer(void)
 		json_object_set_new(o, "failure_simulation",
 		    json_boolean(dr.simulate));
 		json_object_set_new(o, "failover_triggered",
-		    json_boolean(dr.simulate && dr.backup >= 0));
+		    json_boolean(ran && dr.opened));
 		json_object_set_new(o, "failover_time_ms", dr.backup >= 0 ?
 		    json_real(round3(dr.failover_ms)) : json_null());
 		json_object_set_new(o, "requests_during_failover",
@@ -276,7 +295,7 @@ drill_answer(void)
 		json_object_set_new(o, "failure_threshold",
 		    json_integer(w->conf->breaker.threshold));
 		json_object_set_new(o, "simulated_failures", json_null());
-		json_object_set_new(o, "drill_state", ran ?
+		json_object_set_new(o, "drill_state", ran && dr.opened ?
 		    json_string("open") : json_null());
 		json_object_set_new(o, "circuit_breaker_triggered",
 		    json_boolean(dr.saw_open));
@@ -301,10 +320,9 @@ drill_answer(void)
 	}
 	json_object_set_new(o, "test_duration_ms", json_real(total_ms));
 	json_object_set_new(o, "drill_window_ms", json_real(ran ? window_ms : 0.0));
-	json_object_set_new(o, "scope", json_string("worker"));
+	json_object_set_new(o, "scope", json_string("router"));
 	json_object_set_new(o, "worker", json_integer(w->index));
-	json_object_set_new(o, "view_refreshes_during_drill",
-	    json_integer(dr.reapplied));
+	json_object_set_new(o, "ordered_by", json_string("master"));
 	if (!dr.simulate)
 		json_object_set_new(o, "note", json_string(
 		    "simulate_failure is false: nothing was taken out; "
@@ -313,27 +331,30 @@ drill_answer(void)
 		json_object_set_new(o, "note", json_string(
 		    "no other backend of the pool is eligible: the drill was "
 		    "not run, live requests would have been refused"));
+	else if (!dr.opened)
+		json_object_set_new(o, "note", json_string(
+		    "the breaker was not seen open in time: nothing was "
+		    "measured, the breakers were put back"));
 	else if (dr.kind == DRILL_FAILOVER)
 		json_object_set_new(o, "note", json_string(
-		    "the primary was taken out of this worker's view for the "
-		    "window (other workers kept using it); failover_time_ms is "
-		    "the balancer's time to its first pick without it; requests "
-		    "are this worker's attempts in the pool during the window; "
-		    "requests_lost counts 5xx and unanswered attempts; "
-		    "recovery_time_ms is the time to its first request after "
-		    "the window, null if none came within the recovery window "
-		    "(no traffic); total_downtime_ms "
-		    "is the time with no backend picked"));
+		    "the primary's real breaker was forced open through the "
+		    "master for the window, so no worker picked it; "
+		    "failover_time_ms is from the order to the breaker open in "
+		    "the table; requests are every worker's attempts in the pool "
+		    "during the window; requests_lost counts 5xx and unanswered "
+		    "attempts; recovery_time_ms is the time from putting the "
+		    "breaker back to the primary's first request, null if none "
+		    "came within the recovery window (no traffic); "
+		    "total_downtime_ms is the time with no backend picked"));
 	else
 		json_object_set_new(o, "note", json_string(
-		    "workers may not write the breaker (the prober owns it): "
-		    "the drill held it open in this worker's view only "
-		    "(drill_state), for the window; initial_state, new_state "
-		    "and circuit_breaker_triggered are the real breaker's; no "
-		    "failure was injected, so simulated_failures is null; "
-		    "requests are this worker's attempts during the window; "
-		    "recovery_time_ms is the time to the backend's first "
-		    "request after the window (null: no traffic came)"));
+		    "the real breaker was forced open through the master (the "
+		    "prober applies orders and stays its only writer) for the "
+		    "window, then put back as it was; no failure was injected, "
+		    "so simulated_failures is null; requests are every worker's "
+		    "attempts during the window; recovery_time_ms is the time "
+		    "to the backend's first request after the window (null: no "
+		    "traffic came)"));
 	return root;
 }
 
@@ -341,91 +362,207 @@ static void
 drill_finish(void)
 {
 	struct admin_resp	 r;
-	struct client		*c = dr.c;
+	struct adminconn	*c = dr.c;
 
 	ev_timer_stop(&dr.w->loop, &dr.timer);
+	mctl_cancel(&dr);
 	memset(&r, 0, sizeof(r));
-	r.status = 200;
-	r.json = drill_answer();
+	if (dr.order_failed && !dr.opened) {
+		/* the master refused or did not answer: say so, as a write would */
+		json_t *rep = dr.order_status == 0 ? json_pack("{s:b, s:s}", "ok", 0,
+		    "error", dr.order_error) : NULL;
+
+		(void)admin_master_error(rep, dr.order_status, &r);
+		json_decref(rep);
+	} else {
+		r.status = 200;
+		r.json = drill_answer();
+	}
 	log_info("admin: drill on %s done", dr.target);
 	if (c != NULL) {
-		if (admin_write(&c->out, &r, 0) == -1) {
+		int cl = adminconn_closing(c);
+
+		if (admin_write(adminconn_out(c), &r, 0, cl) == -1) {
 			memset(&r, 0, sizeof(r));
 			admin_error(&r, 500, "answer too large for memory");
-			(void)admin_write(&c->out, &r, 0);
+			(void)admin_write(adminconn_out(c), &r, 0, cl);
 		}
 	}
 	json_decref(r.json);
 	drill_free();
 	if (c != NULL)
-		client_admin_done(c);
+		adminconn_done(c);
 }
 
+/* One answer of the master to one of our orders. */
 static void
-drill_end_window(void)
+drill_reply(void *arg, json_t *reply, int status)
+{
+	const char	*e;
+
+	if (reply == NULL || !json_is_true(json_object_get(reply, "ok"))) {
+		dr.order_failed = 1;
+		dr.order_status = reply == NULL ? status : 0;
+		e = reply != NULL ? json_string_value(json_object_get(reply,
+		    "error")) : NULL;
+		strlcpy(dr.order_error, e != NULL ? e : "order refused",
+		    sizeof(dr.order_error));
+	}
+	if (--dr.replies > 0)
+		return;
+	if (dr.phase == DP_ORDER) {
+		if (dr.order_failed) {
+			drill_put_back();
+			return;
+		}
+		dr.phase = DP_OPENING;
+		dr.deadline = dr.w->loop.now + DRILL_OPEN_WAIT_MS;
+		ev_timer_after(&dr.w->loop, &dr.timer, 0);
+	} else if (dr.phase == DP_RESTORE)
+		drill_restored();
+}
+
+/* Send one order per drilled backend; drill_reply() counts the answers. */
+static void
+drill_orders(int restore)
+{
+	const char	*words[3];
+	size_t		 i;
+
+	dr.replies = 0;
+	for (i = 0; i < dr.nx; i++) {
+		words[0] = "breaker";
+		if (!restore)
+			words[1] = "open";
+		else if (dr.x[i].force0 == SHM_FORCE_OPEN)
+			continue;	/* an operator holds it open: it stays so */
+		else if (dr.x[i].breaker0 == SHM_BREAKER_CLOSED)
+			words[1] = "close";
+		else
+			words[1] = "release";
+		words[2] = dr.x[i].name;
+		if (mctl_send(words, 3, drill_reply, &dr) == -1) {
+			dr.order_failed = 1;
+			dr.order_status = 503;
+			continue;
+		}
+		dr.replies++;
+	}
+}
+
+/* The window is over (or the client left, or an order failed): put the breakers back. */
+static void
+drill_put_back(void)
 {
 	size_t	 i;
 
-	for (i = 0; i < dr.nmem; i++) {
-		uint32_t	s = dr.mem[i];
-		uint64_t	rq = stripe_req(s) - dr.req0[i];
-		size_t		k;
+	ev_timer_stop(&dr.w->loop, &dr.timer);
+	if (dr.phase == DP_WINDOW) {
+		for (i = 0; i < dr.nmem; i++) {
+			uint32_t	s = dr.mem[i];
+			uint64_t	rq = stripe_req(s) - dr.req0[i];
+			size_t		k;
 
-		dr.reqs += rq;
-		dr.bad += stripe_bad(s) - dr.bad0[i];
-		for (k = 0; k < dr.nx; k++)
-			if (dr.x[k].slot == s)
-				dr.to_x += rq;
+			dr.reqs += rq;
+			dr.bad += stripe_bad(s) - dr.bad0[i];
+			for (k = 0; k < dr.nx; k++)
+				if (dr.x[k].slot == s)
+					dr.to_x += rq;
+		}
 	}
-	drill_restore();
+	dr.phase = DP_RESTORE;
 	dr.trestore_us = drill_now_us();
 	dr.xreq_restore = drill_xreq();
-	dr.eligible_after = 1;
+	drill_orders(1);
+	if (dr.replies == 0)
+		drill_restored();
+}
+
+/* The master took the restore orders: watch for the first request again. */
+static void
+drill_restored(void)
+{
+	if (dr.c == NULL || !dr.opened) {
+		drill_finish();
+		return;
+	}
+	dr.phase = DP_RECOVER;
+	dr.deadline = dr.w->loop.now + dr.recover_ms;
+	ev_timer_after(&dr.w->loop, &dr.timer, DRILL_RECOVER_TICK_MS);
+}
+
+/* Every drilled backend is eligible again (its breaker no longer open). */
+static int
+drill_back(void)
+{
+	size_t	i;
+
 	for (i = 0; i < dr.nx; i++)
 		if (!drill_same(dr.w, &dr.x[i]) ||
+		    drill_breaker_of(dr.x[i].slot) == SHM_BREAKER_OPEN ||
 		    !balance_eligible(&dr.w->view, dr.x[i].slot))
-			dr.eligible_after = 0;
+			return 0;
+	return 1;
 }
 
 static void
 drill_tick(struct ev_loop *l, struct ev_timer *t)
 {
 	size_t	i;
+	int	all = 1;
 
-	for (i = 0; i < dr.nx; i++)
-		if (drill_breaker_of(dr.x[i].slot) == SHM_BREAKER_OPEN)
-			dr.saw_open = 1;
-	if (dr.phase == DP_WINDOW) {
-		drill_apply();
-		if (l->now < dr.deadline) {
-			ev_timer_after(l, t, DRILL_TICK_MS);
+	switch (dr.phase) {
+	case DP_OPENING:
+		for (i = 0; i < dr.nx; i++)
+			if (drill_breaker_of(dr.x[i].slot) != SHM_BREAKER_OPEN)
+				all = 0;
+		if (!all) {
+			if (l->now >= dr.deadline) {
+				drill_put_back();
+				return;
+			}
+			ev_timer_after(l, t, DRILL_OPEN_TICK_MS);
 			return;
 		}
-		drill_end_window();
-		if (!dr.eligible_after) {
-			/*
-			 * really down or out now: it cannot recover in this
-			 * drill
-			 */
+		/* open in the table: no worker picks them from now on */
+		dr.opened = dr.saw_open = 1;
+		dr.failover_ms = (double)(drill_now_us() - dr.t0_us) / 1000.0;
+		for (i = 0; i < dr.nmem; i++) {
+			dr.req0[i] = stripe_req(dr.mem[i]);
+			dr.bad0[i] = stripe_bad(dr.mem[i]);
+		}
+		dr.phase = DP_WINDOW;
+		dr.deadline = l->now + dr.duration_ms;
+		ev_timer_after(l, t, dr.duration_ms < DRILL_TICK_MS ?
+		    dr.duration_ms : DRILL_TICK_MS);
+		return;
+	case DP_WINDOW:
+		if (l->now < dr.deadline) {
+			ev_timer_after(l, t, dr.deadline - l->now < DRILL_TICK_MS ?
+			    dr.deadline - l->now : DRILL_TICK_MS);
+			return;
+		}
+		drill_put_back();
+		return;
+	case DP_RECOVER:
+		if (!dr.eligible_after && drill_back())
+			dr.eligible_after = 1;
+		if (dr.eligible_after && drill_xreq() > dr.xreq_restore) {
+			dr.recovered = 1;
+			dr.recovery_ms = (double)(drill_now_us() -
+			    dr.trestore_us) / 1000.0;
 			drill_finish();
 			return;
 		}
-		dr.phase = DP_RECOVER;
-		dr.deadline = l->now + dr.recover_ms;
+		if (l->now >= dr.deadline) {
+			drill_finish();
+			return;
+		}
 		ev_timer_after(l, t, DRILL_RECOVER_TICK_MS);
 		return;
-	}
-	if (drill_xreq() > dr.xreq_restore) {
-		dr.recovered = 1;
-		dr.recovery_ms = (double)(drill_now_us() - dr.trestore_us) / 1000.0;
-		drill_finish();
+	default:
 		return;
 	}
-	if (l->now >= dr.deadline) {
-		drill_finish();
-		return;
-	}
-	ev_timer_after(l, t, DRILL_RECOVER_TICK_MS);
 }
 
 /* The slot of the named backend in this worker's view, or -1. */
@@ -451,8 +588,8 @@ drill_add_x(uint32_t slot)
 	memset(&dr.x[dr.nx], 0, sizeof(dr.x[dr.nx]));
 	dr.x[dr.nx].slot = slot;
 	strlcpy(dr.x[dr.nx].name, dr.w->wb[slot].name, sizeof(dr.x[dr.nx].name));
-	dr.x[dr.nx].had_disabled = (dr.w->view.be[slot].flags & SHM_F_DISABLED) != 0;
 	dr.x[dr.nx].breaker0 = drill_breaker_of(slot);
+	dr.x[dr.nx].force0 = drill_force_of(slot);
 	dr.nx++;
 	return 0;
 }
@@ -464,13 +601,12 @@ drill_add_x(uint32_t slot)
  * the drill running.
  */
 static int
-drill_start(struct worker *w, struct client *c, enum drill_kind kind,
+drill_start(struct worker *w, struct adminconn *c, enum drill_kind kind,
     json_t *body, const char *field, struct admin_resp *r)
 {
 	json_t		*jn, *js, *jd;
 	const char	*name;
 	int		 slot, p;
-	uint64_t	 t1;
 	size_t		 i;
 	static const struct bal_req any = { .nexclude = 0, .model = -1 };
 
@@ -560,16 +696,15 @@ drill_start(struct worker *w, struct client *c, enum drill_kind kind,
 		}
 	}
 
+	/* the balancer's pick with them out, in this worker's view, before any order */
 	dr.t0_us = drill_now_us();
-	drill_apply();
-	dr.phase = DP_WINDOW;
+	drill_view_out(1);
 	dr.backup = balance_pick(&w->view, dr.pool, &any);
-	t1 = drill_now_us();
-	dr.failover_ms = (double)(t1 - dr.t0_us) / 1000.0;
+	drill_view_out(0);
+	dr.failover_ms = (double)(drill_now_us() - dr.t0_us) / 1000.0;
 
 	if (!dr.simulate || dr.backup < 0) {
-		/* nothing to watch: put it back and answer now */
-		drill_restore();
+		/* nothing to watch: answer now, nothing was ordered */
 		dr.trestore_us = dr.t0_us;
 		r->status = 200;
 		r->json = drill_answer();
@@ -577,42 +712,60 @@ drill_start(struct worker *w, struct client *c, enum drill_kind kind,
 		return 0;
 	}
 	dr.c = c;
-	dr.deadline = w->loop.now + dr.duration_ms;
-	ev_timer_after(&w->loop, &dr.timer, dr.duration_ms < DRILL_TICK_MS ?
-	    dr.duration_ms : DRILL_TICK_MS);
-	log_info("admin: drill: %s taken out of worker %u's view for %llu ms",
-	    dr.target, w->index, (unsigned long long)dr.duration_ms);
+	dr.phase = DP_ORDER;
+	dr.t0_us = drill_now_us();
+	drill_orders(0);
+	if (dr.replies == 0) {
+		admin_master_error(NULL, dr.order_status ? dr.order_status : 503, r);
+		drill_free();
+		return 0;
+	}
+	log_info("admin: drill: asking the master to hold %s's breaker open for "
+	    "%llu ms", dr.target, (unsigned long long)dr.duration_ms);
 	return 1;
 
 nomem:
-	drill_restore();
 	drill_free();
 	admin_error(r, 500, "out of memory");
 	return 0;
 }
 
 int
-drill_failover(struct worker *w, struct client *c, json_t *body,
+drill_failover(struct worker *w, struct adminconn *c, json_t *body,
     struct admin_resp *r)
 {
 	return drill_start(w, c, DRILL_FAILOVER, body, "primary_backend", r);
 }
 
 int
-drill_breaker(struct worker *w, struct client *c, json_t *body,
+drill_breaker(struct worker *w, struct adminconn *c, json_t *body,
     struct admin_resp *r)
 {
 	return drill_start(w, c, DRILL_BREAKER, body, "backend", r);
 }
 
 void
-drill_abort(struct client *c)
+drill_abort(struct adminconn *c)
 {
 	if (!drill_busy() || dr.c != c)
 		return;
 	dr.c = NULL;
-	ev_timer_stop(&dr.w->loop, &dr.timer);
-	drill_restore();
-	log_info("admin: drill on %s abandoned by its client", dr.target);
-	drill_free();
+	log_info("admin: drill on %s abandoned by its client; putting it back",
+	    dr.target);
+	switch (dr.phase) {
+	case DP_ORDER:
+		/* the open orders' answers come first; drill_reply() goes on */
+		dr.order_failed = 1;
+		strlcpy(dr.order_error, "abandoned", sizeof(dr.order_error));
+		break;
+	case DP_OPENING:
+	case DP_WINDOW:
+		drill_put_back();
+		break;
+	case DP_RECOVER:
+		drill_finish();
+		break;
+	default:
+		break;		/* DP_RESTORE: drill_restored() finishes it */
+	}
 }

@@ -357,6 +357,40 @@ metrics_prom(struct worker *w, size_t *lenp)
 	prom_family(f, "routerd_backends", "gauge",
 	    "Backends in the shared table.");
 	fprintf(f, "routerd_backends %zu\n", n);
+	{
+		const struct shm_registry *rg = &h->registry;
+		size_t	 ri, nreg = 0;
+		uint64_t last;
+
+		for (ri = 0; ri < n; ri++)
+			if (v[ri].d.flags & SHM_F_REGISTRY)
+				nreg++;
+		prom_family(f, "routerd_backends_by_source", "gauge",
+		    "Backends in the shared table by where they came from: the "
+		    "config file (static) or the registry.");
+		fprintf(f, "routerd_backends_by_source{source=\"static\"} %zu\n"
+		    "routerd_backends_by_source{source=\"registry\"} %zu\n",
+		    n - nreg, nreg);
+		prom_family(f, "routerd_registry_syncs_total", "counter",
+		    "Registry pulls since the master started, by result "
+		    "(failed: the last good set was kept).");
+		fprintf(f, "routerd_registry_syncs_total{result=\"ok\"} %llu\n"
+		    "routerd_registry_syncs_total{result=\"failed\"} %llu\n",
+		    (unsigned long long)atomic_load_explicit(&rg->syncs_ok,
+		    memory_order_relaxed),
+		    (unsigned long long)atomic_load_explicit(&rg->syncs_failed,
+		    memory_order_relaxed));
+		last = atomic_load_explicit(&rg->last_ok_ms, memory_order_relaxed);
+		prom_family(f, "routerd_registry_last_success_timestamp_seconds",
+		    "gauge", "When the last registry pull worked, seconds since "
+		    "the epoch; 0: never.");
+		fprintf(f, "routerd_registry_last_success_timestamp_seconds %.3f\n",
+		    (double)last / 1e3);
+		prom_family(f, "routerd_registry_failing", "gauge",
+		    "1 while the last registry pull failed.");
+		fprintf(f, "routerd_registry_failing %u\n",
+		    atomic_load_explicit(&rg->failing, memory_order_relaxed));
+	}
 	prom_family(f, "routerd_table_generation", "gauge",
 	    "Generation of the shared table (bumped by every membership change).");
 	fprintf(f, "routerd_table_generation %llu\n",

@@ -24,7 +24,7 @@ models_wanted(struct client *c)
 {
 	struct worker	*w = c->w;
 
-	if (c->admin || c->local_models || c->pool < 0 ||
+	if (c->local_models || c->pool < 0 ||
 	    (size_t)c->pool >= w->view.npools ||
 	    shm_pool_strategy(w->shm, w->view.pools[c->pool].id) != STRAT_MODEL)
 		return 0;

@@ -12,6 +12,8 @@
 
 #include "lib/log.h"
 #include "lib/priv.h"
+#include "worker/admin.h"
+#include "worker/mctl.h"
 #include "worker/worker.h"
 
 #define MAX_FREE_BUFS	256
@@ -233,7 +235,10 @@ worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 		atomic_store_explicit(&w->shm->workers[w->index].accepted,
 		    atomic_load_explicit(&w->shm->workers[w->index].accepted,
 		    memory_order_relaxed) + 1, memory_order_relaxed);
-		client_accept(w, fd, &ss, ls->admin);
+		if (ls->admin)
+			adminconn_accept(w, fd);	/* never the proxy's state machine */
+		else
+			client_accept(w, fd, &ss);
 	}
 }
 
@@ -258,6 +263,7 @@ worker_start_drain(struct worker *w)
 	}
 	w->nls = 0;
 	atomic_store_explicit(&w->shm->workers[w->index].state, 2, memory_order_relaxed);
+	adminconn_drain(w);
 	log_info("worker %u: draining %zu connections", w->index, w->nclients);
 }
 
@@ -313,7 +319,7 @@ worker_free_zombies(struct worker *w)
 int
 worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
     uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-    const struct priv_id *priv)
+    int ctl_fd, const struct priv_id *priv)
 {
 	struct worker	 w;
 	sigset_t	 mask;
@@ -411,6 +417,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			fatal("worker: epoll_ctl admin listener");
 		w.nls++;
 	}
+	mctl_init(&w, ctl_fd);
 	atomic_store_explicit(&shm->workers[index].generation, generation, memory_order_relaxed);
 	atomic_store_explicit(&shm->workers[index].started_ms, shm_now_ms(), memory_order_relaxed);
 	atomic_store_explicit(&shm->workers[index].state, 1, memory_order_release);
@@ -426,9 +433,11 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			client_queue_run(&w);
 		}
 		worker_free_zombies(&w);
+		adminconn_free_zombies();
 		if (shm_gen(shm) != w.gen)
 			worker_refresh(&w);
-		if (w.draining && (w.nclients == 0 || w.loop.now >= w.drain_deadline))
+		if (w.draining && ((w.nclients == 0 && adminconn_count() == 0) ||
+		    w.loop.now >= w.drain_deadline))
 			break;
 		/*
 		 * PDEATHSIG stops us when the master dies; this catches the

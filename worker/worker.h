@@ -79,7 +79,7 @@ struct client {
 				 resp_done:1, head_sent:1, http10:1,
 				 resp_close:1, is_head:1, idempotent:1,
 				 started:1, chunk_open:1, hup:1,
-				 admin:1, admin_pending:1, trailers:1,
+				 trailers:1,
 				 queued:1, retry_wait:1, on_backup_pool:1,
 				 retried_same:1, local_models:1,
 				 holding:1,	/* body received whole before routing */
@@ -109,8 +109,6 @@ struct client {
 	char			 ip[INET6_ADDRSTRLEN];
 	uint64_t		 linger_until;
 	char			 logreq[160];	/* "METHOD /path" for the access log */
-	/* admin requests: NUL-terminated method, path, query, auth at these fwd offsets */
-	uint32_t		 adm_method, adm_path, adm_query, adm_auth, adm_body;
 };
 
 enum uphase {
@@ -201,7 +199,7 @@ struct priv_id;
 /* Runs a worker; drops to priv (after opening the access log) before it serves. */
 int	 worker_main(struct conf *, struct shm_hdr *, uint32_t index,
 	    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-	    const struct priv_id *priv);
+	    int ctl_fd, const struct priv_id *priv);
 /* Grow b to hold need more bytes (admin answers); 0 or -1.  Grown buffers are freed, not pooled. */
 int	 worker_buf_grow(struct buf *, size_t need);
 void	 worker_buf_release(struct worker *, struct buf *);
@@ -212,9 +210,7 @@ char	*worker_fwd_get(struct worker *);
 void	 worker_fwd_put(struct worker *, char *);
 
 /* client.c */
-void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *, int admin);
-/* An admin answer that came later (a drill) is in c->out: send it. */
-void	 client_admin_done(struct client *);
+void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *);
 void	 client_drive(struct client *);
 void	 client_close(struct client *);
 void	 client_reply(struct client *, int status, const char *msg);

@@ -291,9 +291,18 @@ strat(const char *body, struct admin_resp *r)
 {
 	json_t *b = json_loads(body, 0, NULL);
 
+	struct admin_strat	 st;
+	uint32_t		 i;
+
 	cr_assert_not_null(b);
 	memset(r, 0, sizeof(*r));
-	admin_strategy_apply(&w, b, r);
+	if (admin_strategy_check(&w, b, r, &st) == 0) {
+		/* what the master does with "strategy set": the test plays it */
+		for (i = 0; i < SHM_POOLS_MAX; i++)
+			if (st.mask[i])
+				shm_pool_strategy_set(shm, i, (uint32_t)st.strat);
+		admin_strategy_answer(&w, &st, NULL, r);
+	}
 	json_decref(b);
 	return r->json;
 }
@@ -456,10 +465,16 @@ Test(admin, handle_routes_auth_errors)
 	cr_assert(strstr(body_of(s), "invalid JSON") != NULL);
 	s = handle("PUT", "/api/v1/router/strategy", "Bearer sekret", "[1]");
 	cr_assert_eq(status_of(s), 400);
+	/*
+	 * authorized and valid: the write goes to the master, never to the
+	 * table from here; with no link to a master (no mctl_init()) that is
+	 * a 503 and the strategy is untouched
+	 */
 	s = handle("PUT", "/api/v1/router/strategy", "bearer  sekret ",
 	    "{\"strategy\":\"random\"}");
-	cr_assert_eq(status_of(s), 200);
-	cr_assert_eq(shm_pool_strategy(shm, 0), STRAT_RANDOM);
+	cr_assert_eq(status_of(s), 503);
+	cr_assert(strstr(body_of(s), "master") != NULL);
+	cr_assert_eq(shm_pool_strategy(shm, 0), STRAT_ROUND_ROBIN);
 
 	/* no token configured: writes are refused whatever is sent */
 	cf.admin.token[0] = '\0';
@@ -565,32 +580,27 @@ Test(admin, drills_validate_and_dry_run)
 	json_decref(j);
 }
 
-Test(admin, drill_runs_and_abort_restores)
+Test(admin, drill_orders_go_to_the_master)
 {
 	struct admin_resp	 r;
 	json_t			*b;
-	struct client		*fake = (struct client *)&r;	/* never dereferenced by drill.c */
+	struct adminconn	*fake = (struct adminconn *)&r;	/* never dereferenced by drill.c */
 
 	b = json_loads("{\"primary_backend\": \"a\", \"duration_ms\": 5000}", 0, NULL);
 	memset(&r, 0, sizeof(r));
-	cr_assert_eq(drill_failover(&w, fake, b, &r), 1);
-	cr_assert(drill_busy());
-	/* a is out of this worker's view: the balancer picks b only */
-	cr_assert(w.view.be[0].flags & SHM_F_DISABLED);
-	cr_assert_eq(balance_pick(&w.view, 0, &(struct bal_req){ .model = -1 }), 1);
-	cr_assert_eq(balance_pick(&w.view, 0, &(struct bal_req){ .model = -1 }), 1);
-	/* the table was not written */
-	{
-		struct shm_desc d;
-
-		shm_desc_read(shm_slot(shm, 0), &d);
-		cr_assert_eq(d.flags & SHM_F_DISABLED, 0);
-	}
-	drill_abort(NULL);		/* another client: ignored */
-	cr_assert(drill_busy());
-	drill_abort(fake);
+	/*
+	 * the drill orders the real breaker through the master; with no link
+	 * to one (no mctl_init() here) it is refused at once with a 503 and
+	 * nothing is touched: not the breaker, not the order words, not the view
+	 */
+	cr_assert_eq(drill_failover(&w, fake, b, &r), 0);
+	cr_assert_eq(r.status, 503);
 	cr_assert_not(drill_busy());
+	cr_assert_eq(atomic_load(&shm_slot(shm, 0)->force_breaker), SHM_FORCE_NONE);
+	cr_assert_eq(atomic_load(&shm_slot(shm, 0)->force_seq), 0);
+	cr_assert_eq(atomic_load(&shm_slot(shm, 0)->breaker), SHM_BREAKER_CLOSED);
 	cr_assert_eq(w.view.be[0].flags & SHM_F_DISABLED, 0);
-	cr_assert_eq(w.loop.nheap, 0, "the drill's timer is still armed");
+	cr_assert_eq(w.loop.nheap, 0, "a drill timer is armed");
+	json_decref(r.json);
 	json_decref(b);
 }

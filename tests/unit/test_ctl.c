@@ -131,10 +131,10 @@ Test(parse, unknown_and_help)
 	    "show, backend, breaker, strategy, reload, stop, log, monitor");
 	cr_assert_eq(parse("show x", &r), -1);
 	cr_assert_str_eq(err, "unknown command: show x; valid commands: summary, "
-	    "backends, pools, models, stats, breakers, workers, config");
+	    "backends, pools, models, stats, breakers, workers, config, registry");
 	cr_assert_eq(parse("sh", &r), -1);
 	cr_assert_str_eq(err, "incomplete command: show; valid commands: summary, "
-	    "backends, pools, models, stats, breakers, workers, config");
+	    "backends, pools, models, stats, breakers, workers, config, registry");
 	cr_assert_eq(parse("log", &r), -1);
 	cr_assert_str_eq(err, "incomplete command: log; valid commands: verbose, "
 	    "brief, reopen");
