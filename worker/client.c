@@ -14,6 +14,7 @@
 #include <bsd/string.h>
 
 #include "lib/log.h"
+#include "worker/h1.h"
 #include "worker/http.h"
 #include "worker/worker.h"
 
@@ -117,131 +118,6 @@ req_on_header_value_complete(llhttp_t *p)
 	return 0;
 }
 
-/* Find the single field called lname: 1 found, 0 none, -1 more than one. */
-static int
-req_find(struct client *c, const char *lname, struct span *v)
-{
-	int	i, found = 0;
-
-	for (i = 0; i < c->h.n; i++) {
-		if (!span_ieq(c->in.data, c->h.f[i].name, lname))
-			continue;
-		if (found)
-			return -1;
-		*v = c->h.f[i].value;
-		found = 1;
-	}
-	return found;
-}
-
-/* Host: reg-name / IPv4 / [IPv6], optional :port; no spaces, slashes or controls. */
-static int
-req_host_ok(const char *p, size_t n)
-{
-	size_t	i;
-
-	if (n == 0 || n > 255)
-		return 0;
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)p[i];
-
-		if (ch <= 0x20 || ch >= 0x7f || strchr("/\\?#@\"<>{}|^`", ch) != NULL)
-			return 0;
-	}
-	return 1;
-}
-
-/*
- * Checks the Transfer-Encoding list: only "chunked", once and last, is
- * accepted; another coding before it is 501, anything else 400.
- */
-static int
-req_check_te(struct client *c)
-{
-	int	 i, chunked = 0, other = 0, last_chunked = 0, fields = 0;
-
-	for (i = 0; i < c->h.n; i++) {
-		const char	*p, *end;
-
-		if (!span_ieq(c->in.data, c->h.f[i].name, "transfer-encoding"))
-			continue;
-		fields++;
-		p = c->in.data + c->h.f[i].value.off;
-		end = p + c->h.f[i].value.len;
-		while (p < end) {
-			const char	*q;
-
-			while (p < end && (*p == ',' || *p == ' ' || *p == '\t'))
-				p++;
-			if (p == end)
-				break;
-			q = p;
-			while (q < end && *q != ',')
-				q++;
-			while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
-				q--;
-			if ((size_t)(q - p) == 7 && strncasecmp(p, "chunked", 7) == 0) {
-				chunked++;
-				last_chunked = 1;
-			} else {
-				other++;
-				last_chunked = 0;
-			}
-			while (q < end && *q != ',')
-				q++;
-			p = q;
-		}
-	}
-	if (fields == 0)
-		return 0;
-	if (chunked == 0 && other == 0)
-		return 400;		/* a Transfer-Encoding field with no coding */
-	if (chunked > 1 || !last_chunked)
-		return 400;
-	if (other)
-		return 501;
-	return 0;
-}
-
-/* 1 if every Content-Length field is 1*DIGIT and there is at most one. */
-static int
-req_check_cl(struct client *c)
-{
-	int	i, n = 0;
-
-	for (i = 0; i < c->h.n; i++) {
-		const char	*v;
-		uint32_t	 k, len;
-
-		if (!span_ieq(c->in.data, c->h.f[i].name, "content-length"))
-			continue;
-		if (++n > 1)
-			return 0;
-		v = c->in.data + c->h.f[i].value.off;
-		len = c->h.f[i].value.len;
-		while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
-			len--;		/* OWS after the value is not part of it */
-		if (len == 0 || len > 19)
-			return 0;
-		for (k = 0; k < len; k++)
-			if (v[k] < '0' || v[k] > '9')
-				return 0;
-	}
-	return 1;
-}
-
-static int
-req_method_idempotent(uint8_t m)
-{
-	switch (m) {
-	case HTTP_GET: case HTTP_HEAD: case HTTP_PUT: case HTTP_DELETE:
-	case HTTP_OPTIONS: case HTTP_TRACE:
-		return 1;
-	}
-	return 0;
-}
-
-/* A request id: 128 random bits in hex, from the worker's generator. */
 /*
  * A client's request id we pass on, log and echo: visible ASCII without
  * the characters that would need quoting in a log line or a header
@@ -261,6 +137,7 @@ req_rid_ok(const char *p, size_t len)
 	return 1;
 }
 
+/* A request id: 128 random bits in hex, from the worker's generator. */
 static void
 req_make_id(struct client *c)
 {
@@ -310,6 +187,26 @@ req_route(struct client *c, const char *path, size_t plen, struct span host)
 	return pool;
 }
 
+/* The request line for the access log: the head's bytes are reused later. */
+static void
+req_log_line(struct client *c, const llhttp_t *p)
+{
+	size_t		 ml, ul = c->h.first.len;
+	const char	*mn = llhttp_method_name((llhttp_method_t)p->method);
+
+	ml = strlen(mn);
+	if (ml + 1 + ul >= sizeof(c->logreq))
+		ul = sizeof(c->logreq) - ml - 2;
+	memcpy(c->logreq, mn, ml);
+	c->logreq[ml] = ' ';
+	memcpy(c->logreq + ml + 1, c->in.data + c->h.first.off, ul);
+	c->logreq[ml + 1 + ul] = '\0';
+	/* quotes and controls would break the line's fields */
+	for (ml = 0; c->logreq[ml]; ml++)
+		if (c->logreq[ml] == '"' || (unsigned char)c->logreq[ml] < 0x20)
+			c->logreq[ml] = '?';
+}
+
 /*
  * The request head is complete: validate it against DESIGN.md's table,
  * choose the pool and write the upstream head into fwd.  Returns 0 to
@@ -319,154 +216,40 @@ static int
 req_on_headers_complete(llhttp_t *p)
 {
 	struct client		*c = client_of_parser(p);
-	const char		*base = c->in.data;
+	const char		*base = c->in.data, *path;
 	struct conn_tokens	 ct;
-	struct span		 host = { 0, 0 }, v, target = c->h.first;
-	const char		*path;
-	size_t			 plen, lastend, k;
-	int			 i, r, nhost, abs_slash = 0;
-	struct buf		*f;
-	char			 tmp[32];
+	struct h1_req		 r;
+	struct span		 v;
+	size_t			 plen;
+	int			 st;
 
-	c->http10 = p->http_major == 1 && p->http_minor == 0;
-	if (c->w->alog_fd != -1) {
-		/* the request line for the access log: the head's bytes are reused later */
-		size_t	ml, ul = c->h.first.len;
-		const char *mn = llhttp_method_name((llhttp_method_t)p->method);
-
-		ml = strlen(mn);
-		if (ml + 1 + ul >= sizeof(c->logreq))
-			ul = sizeof(c->logreq) - ml - 2;
-		memcpy(c->logreq, mn, ml);
-		c->logreq[ml] = ' ';
-		memcpy(c->logreq + ml + 1, c->in.data + c->h.first.off, ul);
-		c->logreq[ml + 1 + ul] = '\0';
-		/* quotes and controls would break the line's fields */
-		for (ml = 0; c->logreq[ml]; ml++)
-			if (c->logreq[ml] == '"' || (unsigned char)c->logreq[ml] < 0x20)
-				c->logreq[ml] = '?';
-	}
-	if (p->http_major != 1 || p->http_minor > 1)
-		return client_fail(c, p->http_major == 2 ? 505 : 400);
-	c->is_head = p->method == HTTP_HEAD;
-	c->idempotent = req_method_idempotent(p->method);
-	if (p->method == HTTP_CONNECT)
-		return client_fail(c, 405);
-
-	/* bare CR or LF anywhere in the head (llhttp 8 tolerates bare LF) */
-	lastend = c->h.first.off + c->h.first.len;
-	for (i = 0; i < c->h.n; i++) {
-		size_t e = c->h.f[i].value.off + c->h.f[i].value.len;
-		size_t e2 = c->h.f[i].name.off + c->h.f[i].name.len;
-
-		if (e > lastend)
-			lastend = e;
-		if (e2 > lastend)
-			lastend = e2;
-		if (!http_is_token(base + c->h.f[i].name.off, c->h.f[i].name.len))
-			return client_fail(c, 400);
-		/* NUL, or a CR/LF inside a value: obs-fold that llhttp 8 unfolds */
-		if (memchr(base + c->h.f[i].value.off, '\0', c->h.f[i].value.len) ||
-		    memchr(base + c->h.f[i].value.off, '\r', c->h.f[i].value.len) ||
-		    memchr(base + c->h.f[i].value.off, '\n', c->h.f[i].value.len))
-			return client_fail(c, 400);
-	}
-	lastend += 4;
-	if (lastend > c->in.wpos)
-		lastend = c->in.wpos;
-	if (http_bare_crlf(base, lastend))
-		return client_fail(c, 400);
-
-	/* framing */
-	if ((p->flags & F_CHUNKED) && c->http10)
-		return client_fail(c, 400);
-	if ((r = req_check_te(c)) != 0)
-		return client_fail(c, r);
-	if (!req_check_cl(c))
-		return client_fail(c, 400);
-	if ((p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) && (p->flags & F_CONTENT_LENGTH))
-		return client_fail(c, 400);
-	{
-		struct span te;
-
-		if (req_find(c, "transfer-encoding", &te) != 0 &&
-		    req_find(c, "content-length", &te) != 0)
-			return client_fail(c, 400);
-	}
-	if (p->flags & F_CHUNKED)
-		c->req_body = BODY_CHUNKED;
-	else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
-		c->req_body = BODY_LENGTH;
-	else
-		c->req_body = BODY_NONE;
-	if (c->w->conf->limits.body && c->req_body == BODY_LENGTH &&
-	    p->content_length > c->w->conf->limits.body)
-		return client_fail(c, 413);
-
-	/* Host */
-	nhost = req_find(c, "host", &host);
-	if (nhost == -1 || (nhost == 0 && !c->http10))
-		return client_fail(c, 400);
-	if (nhost == 1 && !req_host_ok(base + host.off, host.len))
-		return client_fail(c, 400);
-
-	/* request target: origin-form, absolute-form, or * for OPTIONS */
-	path = base + target.off;
-	plen = target.len;
-	for (k = 0; k < plen; k++) {
-		unsigned char ch = (unsigned char)path[k];
-
-		/* no fragment, no 8-bit, no controls: RFC 9112 3.2 */
-		if (ch <= 0x20 || ch >= 0x7f || ch == '#')
-			return client_fail(c, 400);
-	}
-	if (plen > 0 && path[0] == '/') {
-		/* origin-form */
-	} else if (plen == 1 && path[0] == '*' && p->method == HTTP_OPTIONS) {
-		/* asterisk-form */
-	} else if (plen > 7 && (strncasecmp(path, "http://", 7) == 0 ||
-	    (plen > 8 && strncasecmp(path, "https://", 8) == 0))) {
-		const char *a = path + (path[4] == ':' ? 7 : 8), *e = path + plen;
-		const char *s = a;
-
-		while (s < e && *s != '/' && *s != '?')
-			s++;
-		if (s == a || !req_host_ok(a, (size_t)(s - a)) ||
-		    memchr(a, '@', (size_t)(s - a)) != NULL)
-			return client_fail(c, 400);
-		host.off = (uint32_t)(a - base);
-		host.len = (uint32_t)(s - a);
-		nhost = 2;		/* authority replaces any Host field */
-		path = s;
-		plen = (size_t)(e - s);
-		if (plen == 0 || path[0] == '?')
-			abs_slash = 1;	/* "http://h" and "http://h?q" mean "/" and "/?q" */
-	} else
-		return client_fail(c, 400);
-
-	/* Expect */
-	c->expect_100 = 0;
-	if (req_find(c, "expect", &v) != 0) {
-		if (!span_ieq(base, v, "100-continue"))
-			return client_fail(c, 417);
-		if (!c->http10 && c->req_body != BODY_NONE)
-			c->expect_100 = 1;
-	}
+	if (c->w->alog_fd != -1)
+		req_log_line(c, p);
+	st = h1_request_check(p, base, c->in.wpos, &c->h, c->w->conf->limits.body, &r);
+	c->http10 = r.http10;
+	c->is_head = r.is_head;
+	c->idempotent = r.idempotent;
+	if (st != 0)
+		return client_fail(c, st);
+	c->req_body = r.body;
+	c->expect_100 = r.expect_100;
+	path = base + r.path.off;
+	plen = r.path.len;
 
 	/* the pool; no route is answered once the request is read (keep-alive stays) */
-	if (abs_slash) {
+	if (r.abs_slash) {
 		char	rp[CONF_PATH_MAX];
 		size_t	rl = plen < sizeof(rp) - 1 ? plen : sizeof(rp) - 2;
 
 		rp[0] = '/';
 		memcpy(rp + 1, path, rl);
-		c->pool = req_route(c, rp, rl + 1, host);
+		c->pool = req_route(c, rp, rl + 1, r.host);
 	} else
-		c->pool = req_route(c, path, plen, host);
+		c->pool = req_route(c, path, plen, r.host);
 
 	/* X-Request-Id: keep a sane one (UUIDs, base64, URNs), else make ours */
 	c->rid[0] = '\0';
-	if (req_find(c, "x-request-id", &v) == 1 && v.len > 0 &&
+	if (h1_find(base, &c->h, "x-request-id", &v) == 1 && v.len > 0 &&
 	    v.len < sizeof(c->rid) && req_rid_ok(base + v.off, v.len)) {
 		memcpy(c->rid, base + v.off, v.len);
 		c->rid[v.len] = '\0';
@@ -482,76 +265,11 @@ req_on_headers_complete(llhttp_t *p)
 		c->fwd.data = worker_fwd_get(c->w);
 	if (c->fwd.data == NULL)
 		return client_fail(c, 503);
-	f = &c->fwd;
-	f->cap = c->w->fwdsz;
-	buf_reset(f);
-	if (c->h.bytes + plen + 512 + (size_t)c->h.n * 4 > f->cap)
+	c->fwd.cap = c->w->fwdsz;
+	buf_reset(&c->fwd);
+	if (h1_request_head(&c->fwd, base, &c->h, &r, &ct, c->ip, c->rid) == -1)
 		return client_fail(c, 431);
-	buf_puts(f, llhttp_method_name((llhttp_method_t)p->method));
-	buf_put(f, " ", 1);
-	if (abs_slash)
-		buf_put(f, "/", 1);
-	buf_put(f, path, plen);
-	buf_puts(f, " HTTP/1.1\r\nHost: ");
-	if (nhost > 0)
-		buf_put(f, base + host.off, host.len);
-	buf_puts(f, "\r\n");
-	for (i = 0; i < c->h.n; i++) {
-		struct hfield	*hf = &c->h.f[i];
-		const char	*n = base + hf->name.off;
-
-		switch (n[0] | 0x20) {
-		case 'h':
-			if (span_ieq(base, hf->name, "host"))
-				continue;
-			break;
-		case 'c':
-			if (span_ieq(base, hf->name, "content-length"))
-				continue;
-			break;
-		case 'e':
-			if (span_ieq(base, hf->name, "expect"))
-				continue;
-			break;
-		case 'x':
-			if (span_ieq(base, hf->name, "x-forwarded-for") ||
-			    span_ieq(base, hf->name, "x-forwarded-proto") ||
-			    span_ieq(base, hf->name, "x-request-id"))
-				continue;
-			break;
-		}
-		if (http_hop_by_hop(base, hf->name, &ct))
-			continue;
-		buf_put(f, n, hf->name.len);
-		buf_put(f, ": ", 2);
-		buf_put(f, base + hf->value.off, hf->value.len);
-		buf_put(f, "\r\n", 2);
-	}
-	/* X-Forwarded-For: what earlier proxies said, then the client */
-	buf_puts(f, "X-Forwarded-For: ");
-	for (i = 0, k = 0; i < c->h.n; i++) {
-		if (!span_ieq(base, c->h.f[i].name, "x-forwarded-for") ||
-		    c->h.f[i].value.len == 0)
-			continue;
-		if (f->wpos + c->h.f[i].value.len + 128 > f->cap)
-			break;
-		buf_put(f, base + c->h.f[i].value.off, c->h.f[i].value.len);
-		buf_put(f, ", ", 2);
-		k++;
-	}
-	buf_puts(f, c->ip);
-	buf_puts(f, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
-	buf_puts(f, c->rid);
-	buf_puts(f, "\r\n");
-	if (c->req_body == BODY_LENGTH) {
-		snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)p->content_length);
-		buf_puts(f, "Content-Length: ");
-		buf_puts(f, tmp);
-		buf_puts(f, "\r\n");
-	} else if (c->req_body == BODY_CHUNKED)
-		buf_puts(f, "Transfer-Encoding: chunked\r\n");
-	buf_puts(f, "\r\n");
-	c->fwd_head = (uint32_t)f->wpos;
+	c->fwd_head = (uint32_t)c->fwd.wpos;
 	c->local_models = p->method == HTTP_GET && plen >= 10 &&
 	    memcmp(path, "/v1/models", 10) == 0 && (plen == 10 || path[10] == '?') &&
 	    models_declared(c->w);
@@ -561,7 +279,7 @@ req_on_headers_complete(llhttp_t *p)
 	    !llhttp_should_keep_alive(p);
 	client_body_begin(c);
 	if (c->req_body != BODY_NONE)
-		hold_begin(c, c->req_body == BODY_LENGTH ? p->content_length : 0);
+		hold_begin(c, r.content_length);
 	/* no body: let llhttp reach message_complete in this same call */
 	return c->req_body == BODY_NONE ? 0 : HPE_PAUSED;
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "worker/h1.h"
 #include "worker/http.h"
 #include "worker/retry.h"
 #include "worker/worker.h"
@@ -93,22 +94,6 @@ resp_on_header_value_complete(llhttp_t *p)
 	return 0;
 }
 
-/* Status line text for the client: the backend's reason phrase if it is sane. */
-static void
-resp_status_line(struct upconn *u, struct buf *o, int status)
-{
-	char	tmp[32];
-	int	n;
-
-	n = snprintf(tmp, sizeof(tmp), "HTTP/1.1 %03d ", status);
-	buf_put(o, tmp, (size_t)n);
-	if (u->h.first.len > 0 && u->h.first.len < 128)
-		buf_put(o, u->in.data + u->h.first.off, u->h.first.len);
-	else
-		buf_puts(o, reply_reason(status));
-	buf_put(o, "\r\n", 2);
-}
-
 /*
  * May this request be replayed as if idempotent?  By its method, or because
  * the operator said that POST, PATCH and the like may run twice
@@ -134,8 +119,8 @@ resp_on_headers_complete(llhttp_t *p)
 	struct client		*c = u->cl;
 	const char		*base = u->in.data;
 	struct conn_tokens	 ct;
-	struct buf		*o = &c->out;
-	int			 status = p->status_code, i, keep, nobody;
+	struct h1_resp		 hr;
+	int			 status = p->status_code, keep, nobody;
 	struct shm_counters	*k = up_ctr(u);
 	uint64_t		 lat;
 
@@ -155,10 +140,7 @@ resp_on_headers_complete(llhttp_t *p)
 		c->status = status;
 		return -1;
 	}
-	if ((p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH))
-		return -1;
-	if (u->h.bytes + (size_t)u->h.n * 4 + 256 > buf_room(o) ||
-	    p->http_major != 1)
+	if (h1_response_check(p, base, &u->h) == -1)
 		return -1;
 
 	/* RFC 9112 6.3: no body follows these, whatever Content-Length says */
@@ -182,36 +164,22 @@ resp_on_headers_complete(llhttp_t *p)
 	http_conn_tokens(base, &u->h, &ct);
 	if (ct.overflow)
 		return -1;
-	/* obs-fold (llhttp 8 unfolds it) or a NUL: not a head we forward */
-	for (i = 0; i < u->h.n; i++) {
-		const char *val = base + u->h.f[i].value.off;
-		size_t vl = u->h.f[i].value.len;
+	hr.status = status;
+	hr.body = c->resp_body;
+	hr.nobody = nobody;
+	hr.close = c->resp_close;
+	hr.http10 = c->http10;
+	/* a head that does not fit the client's buffer, with room left for the body's framing */
+	{
+		size_t	start = c->out.wpos;
 
-		if (memchr(val, '\r', vl) || memchr(val, '\n', vl) ||
-		    memchr(val, '\0', vl))
+		if (h1_response_head(&c->out, base, &u->h, &hr, &ct) == -1)
 			return -1;
+		if (buf_room(&c->out) < OUT_MARGIN * 2) {
+			c->out.wpos = start;
+			return -1;
+		}
 	}
-	resp_status_line(u, o, status);
-	for (i = 0; i < u->h.n; i++) {
-		struct hfield	*hf = &u->h.f[i];
-
-		if (http_hop_by_hop(base, hf->name, &ct))
-			continue;
-		if (c->resp_body != BODY_LENGTH && !nobody &&
-		    span_ieq(base, hf->name, "content-length"))
-			continue;
-		buf_put(o, base + hf->name.off, hf->name.len);
-		buf_put(o, ": ", 2);
-		buf_put(o, base + hf->value.off, hf->value.len);
-		buf_put(o, "\r\n", 2);
-	}
-	if (c->resp_body == BODY_CHUNKED)
-		buf_puts(o, "Transfer-Encoding: chunked\r\n");
-	if (c->resp_close)
-		buf_puts(o, "Connection: close\r\n");
-	else if (c->http10)
-		buf_puts(o, "Connection: keep-alive\r\n");
-	buf_put(o, "\r\n", 2);
 
 	c->status = status;
 	c->head_sent = 1;
