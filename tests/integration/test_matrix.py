@@ -10,7 +10,8 @@ Each test_ function is one client mode or one family of messages; run one alone 
     run.py -k test_matrix.py::test_matrix_http11_keepalive
 or  python3 tests/integration/test_matrix.py test_matrix_http11_keepalive
 A failure lists every case that failed as [client method target] what differed.
-MATRIX_BUDGET (seconds, default 25) bounds each function; cases past it count as failures.
+MATRIX_BUDGET (seconds, default 25) bounds each function, MATRIX_MAX_RESTARTS (default 10)
+the fresh routerds started after worker deaths; cases not run past either are a failure.
 """
 import concurrent.futures
 import hashlib
@@ -36,6 +37,7 @@ NOBODY = [(code, cl) for code in (204, 304) for cl in (None, 0, 7, 40000)]
 REQ_SIZES = (0, 1, 65535, 65536, 65537, 200000, HOLD, HOLD + 1)
 CHUNKINGS = {"one": None, "mixed": (1, 7, 4096, 32767, 65536, 100003), "4093": (4093,)}
 BUDGET = float(os.environ.get("MATRIX_BUDGET", "25"))
+MAX_RESTARTS = int(os.environ.get("MATRIX_MAX_RESTARTS", "10"))
 THREADS = 1                       # groups one after another, so a crash names its case
 CLOSE_WAIT = 2.0                  # routerd must close within this after a final response
 
@@ -387,7 +389,7 @@ class Matrix:
             self.failures.append((case.label(client), msg))
 
     def over_budget(self):
-        return time.monotonic() - self.t0 > BUDGET
+        return time.monotonic() - self.t0 > BUDGET or self.restarts > MAX_RESTARTS
 
     def _log_lines(self):
         """Complete lines routerd logged since the last call (caller holds the lock); counts
@@ -405,9 +407,10 @@ class Matrix:
         lines = data[:cut].splitlines()
         self.respawns += sum(1 for ln in lines if b"respawned" in ln)
         self.ndead += sum(1 for ln in lines if re.search(rb"killed by signal|exited with", ln))
-        return [ln.decode(errors="replace") for ln in lines
-                if re.search(rb"killed by signal|exited with|AddressSanitizer|"
-                             rb"runtime error|LeakSanitizer", ln)]
+        # the death, the sanitizer's verdict and its first stack frames
+        return [ln.decode(errors="replace").strip() for ln in lines
+                if re.search(rb"killed by signal|exited with|ERROR: AddressSanitizer|"
+                             rb"runtime error|LeakSanitizer|^\s+#[0-3] ", ln)]
 
     def restart(self):
         """A fresh routerd after a worker death, so that the next cases neither wait out the
@@ -440,7 +443,7 @@ class Matrix:
             inflight = [c.label(cl) for cl, c in self.inflight.values()]
             inflight += ["%s (finished %.0f ms before)" % (lb, (now - t) * 1000)
                          for t, lb in self.recent[-3:] if now - t < 0.25]
-            self.deaths.append((bad[:6], inflight))
+            self.deaths.append((bad[:8], inflight))
         self.restart()
         return True
 
@@ -677,8 +680,9 @@ class Matrix:
               % (self.ran, elapsed, len(self.failures), self.not_run, BUDGET, self.restarts),
               flush=True)
         if self.not_run:
-            self.failures.append(("[budget]", "%d cases not run: past MATRIX_BUDGET=%.0f s"
-                                  % (self.not_run, BUDGET)))
+            self.failures.append(("[budget]", "%d cases not run: past MATRIX_BUDGET=%.0f s or "
+                                  "MATRIX_MAX_RESTARTS=%d worker deaths"
+                                  % (self.not_run, BUDGET, MAX_RESTARTS)))
         if self.failures:
             lines = ["%s %s" % f for f in self.failures[:300]]
             if len(self.failures) > 300:
