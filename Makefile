@@ -116,11 +116,11 @@ $(B)/tests/test_%: tests/unit/test_%.c $$(call modobjs,$$(or $$(UNIT_LINK_$$*),$
 
 # make test: every unit suite (criterion), then the integration suite on real processes.
 test: all $(UNIT_BINS) lint-man
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
+	@sh tests/unit/run.sh $(UNIT_BINS)
 	@$(MAKE) --no-print-directory integration
 
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
+	@sh tests/unit/run.sh $(UNIT_BINS)
 
 integration: all
 	@ROUTERD=$(abspath $(B))/routerd FAKEBE=$(abspath $(B))/fakebe \

@@ -283,50 +283,69 @@ reason(int status)
 }
 
 /*
- * Send the response head.  clen is the Content-Length, FB_CHUNKED (chunked
- * for HTTP/1.1, close-delimited for HTTP/1.0) or FB_NOBODY.  extra holds
- * complete "Name: value\r\n" lines or is NULL.  Adds X-Backend and the
- * Connection field the keep-alive decision needs.  Returns 0 or -1.
+ * Format the response head into h (size bytes).  clen is the Content-Length,
+ * FB_CHUNKED (chunked for HTTP/1.1, close-delimited for HTTP/1.0),
+ * FB_CLOSE (close-delimited), FB_NOBODY, or FB_NOBODY_CL(n): a 204/304
+ * that says Content-Length: n but has no body.  extra holds complete
+ * "Name: value\r\n" lines or is NULL.  Adds X-Backend and the Connection
+ * field the keep-alive decision needs, and marks the response started.
+ * Returns the head's length, or -1 if it does not fit.
  */
 int
-resp_head(struct fb_conn *c, int status, const char *ctype, long long clen,
-    const char *extra)
+resp_head_fmt(struct fb_conn *c, int status, const char *ctype, long long clen,
+    const char *extra, char *h, size_t size)
 {
 	struct fb_req	*r = &c->req;
-	char		 h[2048];
 	int		 n;
 
 	r->chunked = 0;
 	r->status = status;
-	n = snprintf(h, sizeof(h), "HTTP/1.1 %d %s\r\nX-Backend: %s\r\n",
+	n = snprintf(h, size, "HTTP/1.1 %d %s\r\nX-Backend: %s\r\n",
 	    status, reason(status), c->name);
 	if (ctype != NULL)
-		n += snprintf(h + n, sizeof(h) - n, "Content-Type: %s\r\n",
+		n += snprintf(h + n, size - n, "Content-Type: %s\r\n",
 		    ctype);
 	if (clen >= 0)
-		n += snprintf(h + n, sizeof(h) - n, "Content-Length: %lld\r\n",
+		n += snprintf(h + n, size - n, "Content-Length: %lld\r\n",
 		    clen);
+	else if (clen <= FB_NOBODY_CL(0))
+		n += snprintf(h + n, size - n, "Content-Length: %lld\r\n",
+		    FB_NOBODY_CL(0) - clen);
 	else if (clen == FB_CHUNKED && r->vmaj == 1 && r->vmin >= 1) {
-		n += snprintf(h + n, sizeof(h) - n,
+		n += snprintf(h + n, size - n,
 		    "Transfer-Encoding: chunked\r\n");
 		r->chunked = 1;
-	} else if (clen == FB_CHUNKED)
+	} else if (clen == FB_CHUNKED || clen == FB_CLOSE)
 		r->keepalive = 0;
 	if (!r->keepalive)
-		n += snprintf(h + n, sizeof(h) - n, "Connection: close\r\n");
+		n += snprintf(h + n, size - n, "Connection: close\r\n");
 	else if (r->vmin == 0)
-		n += snprintf(h + n, sizeof(h) - n, "Connection: keep-alive\r\n");
+		n += snprintf(h + n, size - n, "Connection: keep-alive\r\n");
 	if (!r->keepalive)
 		c->close_after = 1;
 	if (extra != NULL)
-		n += snprintf(h + n, sizeof(h) - n, "%s", extra);
-	n += snprintf(h + n, sizeof(h) - n, "\r\n");
-	if ((size_t)n >= sizeof(h))
+		n += snprintf(h + n, size - n, "%s", extra);
+	n += snprintf(h + n, size - n, "\r\n");
+	if ((size_t)n >= size)
 		return -1;
 	r->started = 1;
 	if (fb_debug)
 		fprintf(stderr, "fakebe %s: %s %s -> %d\n", c->name,
 		    llhttp_method_name(r->method), r->url, status);
+	return n;
+}
+
+/* Format the response head (see resp_head_fmt) and send it.  Returns 0 or -1. */
+int
+resp_head(struct fb_conn *c, int status, const char *ctype, long long clen,
+    const char *extra)
+{
+	char	 h[2048];
+	int	 n;
+
+	if ((n = resp_head_fmt(c, status, ctype, clen, extra, h,
+	    sizeof(h))) == -1)
+		return -1;
 	return conn_write(c, h, n);
 }
 

@@ -25,6 +25,9 @@
 /* Content-Length argument of resp_head() that is not a length. */
 #define FB_CHUNKED	(-1LL)		/* chunked (close-delimited for HTTP/1.0) */
 #define FB_NOBODY	(-2LL)		/* 204/304: no body, no framing */
+#define FB_CLOSE	(-3LL)		/* close-delimited: no CL, no TE, close */
+/* 204/304 with a Content-Length of n but no body (n >= 0). */
+#define FB_NOBODY_CL(n)	(-16LL - (long long)(n))
 
 enum fb_fault {
 	FAULT_NONE,
@@ -134,6 +137,8 @@ void		 fb_msleep(long);
 void		*conn_main(void *);
 int		 conn_write(struct fb_conn *, const void *, size_t);
 int		 conn_writev(struct fb_conn *, struct iovec *, int);
+int		 resp_head_fmt(struct fb_conn *, int, const char *, long long,
+		    const char *, char *, size_t);
 int		 resp_head(struct fb_conn *, int, const char *, long long,
 		    const char *);
 int		 resp_body(struct fb_conn *, const void *, size_t);

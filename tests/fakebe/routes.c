@@ -317,24 +317,107 @@ route_end(struct fb_conn *c)
 	}
 }
 
-/* GET /bytes?n=N[&chunked=1]: N pattern bytes in 64 KiB writes. */
+#define FB_ONEWRITE_MAX	(64LL << 20)	/* largest /bytes?write=0 response */
+
+/*
+ * GET /bytes?n=N[&chunked=1][&framing=cl|chunked|close][&write=W][&chunk=C]:
+ * N pattern bytes.  framing (default cl, or chunked with chunked=1): a
+ * Content-Length, chunked, or close-delimited (no length, closed after).
+ * Without write=, the head and then 64 KiB writes (the original behaviour);
+ * write=0 sends head and whole body (chunk framing included) in one write;
+ * write=W the head, then the body in writes of W bytes, each chunk its own
+ * write.  chunk=C is the chunk size (default W, or 64 KiB).
+ */
 static int
 send_bytes(struct fb_conn *c)
 {
 	struct fb_req	*r = &c->req;
-	long long	 n = req_query_ll(r, "n", 0), left, w;
+	long long	 n = req_query_ll(r, "n", 0), wsz, csz, clen, left, w, off;
+	char		 framing[16], sz[32], *buf;
+	size_t		 len, cap;
+	int		 hl, rv;
 
-	if (resp_head(c, 200, "application/octet-stream",
-	    req_query_ll(r, "chunked", 0) ? FB_CHUNKED : n, NULL) == -1)
-		return -1;
-	if (r->head_only)
-		return 0;
-	for (left = n; left > 0; left -= w) {
-		w = left < FB_IOCHUNK ? left : FB_IOCHUNK;
-		if (resp_body(c, pattern, (size_t)w) == -1)
-			return -1;
+	clen = req_query_ll(r, "chunked", 0) ? FB_CHUNKED : n;
+	if (req_query(r, "framing", framing, sizeof(framing))) {
+		if (strcmp(framing, "cl") == 0)
+			clen = n;
+		else if (strcmp(framing, "chunked") == 0)
+			clen = FB_CHUNKED;
+		else if (strcmp(framing, "close") == 0)
+			clen = FB_CLOSE;
+		else
+			return resp_json(c, 400, json_pack("{s:{s:s,s:s}}",
+			    "error", "message", "framing must be cl, chunked or "
+			    "close", "type", "invalid_request_error"), NULL);
 	}
-	return resp_end(c);
+	wsz = req_query_ll(r, "write", -1);
+	csz = req_query_ll(r, "chunk", wsz > 0 ? wsz : FB_IOCHUNK);
+	if (csz <= 0)
+		csz = FB_IOCHUNK;
+	if (wsz == 0 && n > FB_ONEWRITE_MAX)
+		return resp_json(c, 400, json_pack("{s:{s:s,s:s}}", "error",
+		    "message", "write=0 is for n up to 64 MiB", "type",
+		    "invalid_request_error"), NULL);
+
+	if (wsz != 0) {
+		if (resp_head(c, 200, "application/octet-stream", clen,
+		    NULL) == -1)
+			return -1;
+		if (r->head_only)
+			return 0;
+		if (wsz < 0) {
+			for (left = n; left > 0; left -= w) {
+				w = left < FB_IOCHUNK ? left : FB_IOCHUNK;
+				if (resp_body(c, pattern, (size_t)w) == -1)
+					return -1;
+			}
+			return resp_end(c);
+		}
+		/* W-byte writes; a chunk (csz bytes at most) never spans two */
+		for (off = 0; off < n; off += w) {
+			w = n - off < wsz ? n - off : wsz;
+			if (r->chunked && w > csz)
+				w = csz;
+			if (w > FB_IOCHUNK - 256)
+				w = FB_IOCHUNK - 256;
+			if (resp_body(c, pattern + off % 256, (size_t)w) == -1)
+				return -1;
+		}
+		return resp_end(c);
+	}
+
+	/* write=0: head, body and chunk framing in one buffer, one write */
+	cap = 2048 + (r->head_only ? 0 : (size_t)n + ((size_t)n / csz + 2) * 24);
+	if ((buf = malloc(cap)) == NULL)
+		return -1;
+	if ((hl = resp_head_fmt(c, 200, "application/octet-stream", clen, NULL,
+	    buf, 2048)) == -1) {
+		free(buf);
+		return -1;
+	}
+	len = hl;
+	for (off = 0; !r->head_only && off < n; off += w) {
+		w = r->chunked && n - off > csz ? csz : n - off;
+		if (r->chunked) {
+			hl = snprintf(sz, sizeof(sz), "%llx\r\n", w);
+			memcpy(buf + len, sz, hl);
+			len += hl;
+		}
+		for (left = 0; left < w; left++)
+			buf[len + left] = PATTERN(off + left);
+		len += w;
+		if (r->chunked) {
+			memcpy(buf + len, "\r\n", 2);
+			len += 2;
+		}
+	}
+	if (!r->head_only && r->chunked) {
+		memcpy(buf + len, "0\r\n\r\n", 5);
+		len += 5;
+	}
+	rv = conn_write(c, buf, len);
+	free(buf);
+	return rv;
 }
 
 /* /sse?n=N&delay_ms=D: events "data: 1" .. "data: N", D ms apart. */
@@ -388,19 +471,27 @@ send_headers(struct fb_conn *c)
 	return resp_json(c, 200, j, NULL);
 }
 
-/* /status?code=C: status C (200-599) with a small JSON body. */
+/*
+ * /status?code=C[&cl=N]: status C (200-599) with a small JSON body; 204 and
+ * 304 have none, and with cl=N say Content-Length: N all the same.
+ */
 static int
 send_status(struct fb_conn *c)
 {
 	struct fb_req	*r = &c->req;
 	long long	 code = req_query_ll(r, "code", 200);
+	long long	 cl = req_query_ll(r, "cl", -1);
+
+	if (cl > (1LL << 50))
+		cl = 1LL << 50;
 
 	if (code < 200 || code > 599)
 		return resp_json(c, 400, json_pack("{s:{s:s,s:s}}", "error",
 		    "message", "code must be 200-599", "type",
 		    "invalid_request_error"), NULL);
 	if (code == 204 || code == 304) {
-		if (resp_head(c, (int)code, NULL, FB_NOBODY, NULL) == -1)
+		if (resp_head(c, (int)code, NULL,
+		    cl >= 0 ? FB_NOBODY_CL(cl) : FB_NOBODY, NULL) == -1)
 			return -1;
 		return 0;
 	}

@@ -83,6 +83,17 @@ check "bytes odd size" "$(pattern_sha 1000003)" \
     "$(curl -s "$B/bytes?n=1000003" | sha256sum | cut -d' ' -f1)"
 check "bytes Content-Length" "content-length: 1000003" \
     "$(curl -sI "$B/bytes?n=1000003" | grep -i '^content-length' | tr -d '\r' | tr A-Z a-z)"
+for q in "framing=cl&write=0" "framing=chunked&write=0&chunk=1000" "framing=chunked&write=977" \
+    "framing=close&write=0" "framing=close&write=977"; do
+	check "bytes $q" "$(pattern_sha 100001)" \
+	    "$(curl -s "$B/bytes?n=100001&$q" | sha256sum | cut -d' ' -f1)"
+done
+check "bytes framing=close head" "connection: close|" \
+    "$(curl -sI "$B/bytes?n=5&framing=close" | tr -d '\r' | tr A-Z a-z |
+    grep -E '^(connection|content-length|transfer-encoding):' | tr '\n' '|')"
+check "status 204 cl=7" "204 content-length: 7|0" "$(curl -s -D "$tmp/h" -o "$tmp/b" \
+    -w '%{http_code}' "$B/status?code=204&cl=7") $(tr -d '\r' <"$tmp/h" | tr A-Z a-z |
+    grep '^content-length' | tr '\n' '|')$(wc -c <"$tmp/b")"
 
 # --- 100 MB upload, Content-Length and chunked; echo
 head -c $BIG /dev/urandom >"$tmp/up"

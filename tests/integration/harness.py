@@ -177,12 +177,32 @@ def hwm_kb(pid):
     return 0
 
 
+class Skip(Exception):
+    """A test that cannot run here (no root, a tool missing, ...): run.py reports it as
+    SKIP with the reason, never as ok.  package: the Debian package whose absence is the
+    reason, if any; under CI=true a skip for a package packaging/build-deps.sh installs
+    is a failure."""
+
+    def __init__(self, reason, package=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.package = package
+
+
+def skip(reason, package=None):
+    raise Skip(reason, package)
+
+
 class Env:
     """Per-test scratch: a temp dir and every process started in it, all stopped at the end."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="routerd-it-")
         self.procs = []
+
+    def skip(self, reason, package=None):
+        """Stop this test as skipped (see Skip)."""
+        raise Skip(reason, package)
 
     def backend(self, name, **kw):
         b = Backend(self.dir, name, **kw)

@@ -331,9 +331,8 @@ def _etcd_binary():
 def test_registry_etcd(env):
     etcd = _etcd_binary()
     if etcd is None:
-        print("SKIP test_registry_etcd: etcd not installed and cannot be "
-              "(apt-get install etcd-server)", flush=True)
-        return
+        env.skip("etcd not installed and cannot be (apt-get install etcd-server)",
+                 package="etcd-server")
     cport, pport = free_port(), free_port()
     data = os.path.join(env.dir, "etcd-data")
     e = Proc([etcd, "--name", "routerd-test", "--data-dir", data,
