@@ -561,6 +561,20 @@ up_parse(struct upconn *u)
 	} else if (err == HPE_PAUSED) {
 		u->in.rpos += (size_t)(llhttp_get_error_pos(&u->parser) - p);
 		llhttp_resume(&u->parser);
+		if (u->head_done && !c->resp_done && buf_len(&u->in) == 0) {
+			/*
+			 * Paused at the end of the head with no byte after it:
+			 * step past the head now, so that an empty body completes
+			 * and a close-delimited one can be finished at EOF.
+			 */
+			err = llhttp_execute(&u->parser, u->in.data + u->in.rpos, 0);
+			if (err == HPE_PAUSED)
+				llhttp_resume(&u->parser);
+			else if (err != HPE_OK) {
+				upstream_fail(u, UPE_BAD);
+				return -1;
+			}
+		}
 		if (c->resp_done && buf_len(&u->in) != 0)
 			u->no_reuse = 1;	/* bytes after the response: not HTTP we trust */
 	} else if (u->retry_status) {
