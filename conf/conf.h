@@ -193,6 +193,19 @@ const char	*conf_health_type_name(enum conf_health_type);
 int		 conf_pool_find(const struct conf *, const char *);
 
 /*
+ * What the code can honour, so that routerd -t refuses more instead of
+ * clamping it (worker/worker.c asserts that they match the workers'
+ * sizes): a request head must fit the worker's input buffer
+ * (WORKER_BUFSZ), its fields the parsed head (WORKER_HDR_MAX), every
+ * attempt's failed backend the exclusion set (BAL_EXCLUDE_MAX), and the
+ * retry buffer is never smaller than the head buffer it also carries.
+ */
+#define CONF_HEAD_BUF		(32 * 1024)
+#define CONF_HEAD_FIELDS	256
+#define CONF_RETRIES_MAX	8
+#define CONF_CONNECTIONS_MAX	1000000
+
+/*
  * conf_parse_duration() parses "500ms", "30s", "2m", "1h" or a bare number
  * of seconds into milliseconds; -1 on error.  conf_parse_size() parses
  * "64k", "16KiB", "10m", "1g" or a bare number of bytes; -1 on error.

@@ -16,6 +16,11 @@
 
 #define MAX_FREE_BUFS	256
 
+/* routerd -t refuses what these sizes cannot hold (conf/conf.h). */
+_Static_assert(CONF_HEAD_BUF == WORKER_BUFSZ, "limits.header_size bound is the head buffer");
+_Static_assert(CONF_HEAD_FIELDS == WORKER_HDR_MAX, "limits.header_count bound is the parsed head");
+_Static_assert(CONF_RETRIES_MAX == BAL_EXCLUDE_MAX, "retries.max bound is the exclusion set");
+
 char *
 worker_buf_get(struct worker *w)
 {
