@@ -59,6 +59,8 @@ struct master {
 	uint64_t	 reload_deadline;
 	int		 reload_pending;	/* a reload waits for old workers to free stripes */
 	struct priv_id	 priv;		/* what the children run as */
+	pid_t		 pid;		/* the master's own, for the children's checks */
+	int		 alive[2];	/* pipe: children hold [0], the master alone [1] */
 };
 
 int	 master_main(struct master *);

@@ -291,6 +291,23 @@ worker_signal(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 	}
 }
 
+/* The master's liveness pipe: readable only at EOF, when the master is gone. */
+struct masterwatch {
+	struct ev_io	 io;
+	struct worker	*w;
+};
+
+static void
+worker_master_gone(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct masterwatch	*mw = (struct masterwatch *)io;
+
+	if (!mw->w->stop)
+		log_warnx("worker %u: the master is gone; stopping", mw->w->index);
+	mw->w->stop = 1;
+	ev_del(l, io);
+}
+
 static void
 worker_free_zombies(struct worker *w)
 {
@@ -315,14 +332,14 @@ worker_free_zombies(struct worker *w)
 int
 worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
     uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-    const struct priv_id *priv)
+    const struct priv_id *priv, int master_fd, pid_t master_pid)
 {
-	struct worker	 w;
-	sigset_t	 mask;
-	struct sigwatch	 sig;
-	size_t		 i;
-	uint32_t	 npools = 0;
-	uint64_t	 orphan_check;
+	struct worker		 w;
+	sigset_t		 mask;
+	struct sigwatch		 sig;
+	struct masterwatch	 mwatch;
+	size_t			 i;
+	uint32_t		 npools = 0;
 
 	memset(&w, 0, sizeof(w));
 	w.conf = cf;
@@ -349,7 +366,10 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	TAILQ_INIT(&w.waitq);
 	client_settings(&w.req_settings);
 	upstream_settings(&w.resp_settings);
+	/* after priv_drop(): a credential change clears the parent-death signal */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (master_pid != 0 && getppid() != master_pid)
+		return 0;	/* it died before prctl() */
 
 	if (ev_init(&w.loop, 512) == -1)
 		fatal("worker: epoll");
@@ -387,6 +407,13 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	sig.io.cb = worker_signal;
 	sig.w = &w;
 	ev_add(&w.loop, &sig.io, EPOLLIN);
+	if (master_fd != -1) {
+		mwatch.io.fd = master_fd;
+		mwatch.io.cb = worker_master_gone;
+		mwatch.w = &w;
+		if (ev_add(&w.loop, &mwatch.io, EPOLLIN) == -1)
+			fatal("worker: epoll_ctl master pipe");
+	}
 
 	if ((w.ls = calloc(nlisten + 1, sizeof(*w.ls))) == NULL)
 		fatal("worker: calloc");
@@ -412,7 +439,6 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	atomic_store_explicit(&shm->workers[index].state, 1, memory_order_release);
 	log_debug("worker %u: ready", index);
 
-	orphan_check = 0;
 	while (!w.stop) {
 		if (ev_run_once(&w.loop, 1000) == -1)
 			fatal("worker: epoll_wait");
@@ -426,16 +452,6 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			worker_refresh(&w);
 		if (w.draining && (w.nclients == 0 || w.loop.now >= w.drain_deadline))
 			break;
-		/*
-		 * PDEATHSIG stops us when the master dies; this catches the
-		 * death it cannot (before prctl).  Once a second: a syscall
-		 * per loop turn costs a microsecond on a PTI kernel.
-		 */
-		if (w.loop.now >= orphan_check) {
-			orphan_check = w.loop.now + 1000;
-			if (getppid() == 1)
-				break;		/* the master is gone */
-		}
 	}
 	accesslog_flush(&w);
 	atomic_store_explicit(&shm->workers[index].state, 0, memory_order_relaxed);

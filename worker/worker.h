@@ -193,10 +193,15 @@ struct worker {
 
 /* worker.c */
 struct priv_id;
-/* Runs a worker; drops to priv (after opening the access log) before it serves. */
+/*
+ * Runs a worker; drops to priv (after opening the access log) before it
+ * serves.  master_fd is the read end of the master's liveness pipe (EOF:
+ * the master is gone, so stop), master_pid the parent it must still have
+ * once PDEATHSIG is set; -1 and 0 for none.
+ */
 int	 worker_main(struct conf *, struct shm_hdr *, uint32_t index,
 	    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-	    const struct priv_id *priv);
+	    const struct priv_id *priv, int master_fd, pid_t master_pid);
 /* Grow b to hold need more bytes (admin answers); 0 or -1.  Grown buffers are freed, not pooled. */
 int	 worker_buf_grow(struct buf *, size_t need);
 void	 worker_buf_release(struct worker *, struct buf *);
