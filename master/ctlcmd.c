@@ -504,10 +504,10 @@ ctlcmd_show_breakers(struct master *m, const char *const *args, int nargs,
 static json_t *
 ctlcmd_helper_row(const char *role, const struct mworker *mw)
 {
-	return json_pack("{s:s, s:n, s:I, s:I, s:s, s:n, s:n, s:n, s:n}",
+	return json_pack("{s:s, s:n, s:I, s:I, s:s, s:n, s:n, s:n, s:n, s:n, s:n}",
 	    "role", role, "id", "pid", (json_int_t)mw->pid,
 	    "generation", (json_int_t)mw->generation, "state", "running",
-	    "conns", "accepted", "queued", "started");
+	    "conns", "accepted", "queued", "started", "free_bufs", "free_fwd");
 }
 
 static json_t *
@@ -539,6 +539,10 @@ ctlcmd_show_workers(struct master *m, const char *const *args, int nargs,
 			memory_order_relaxed),
 		    "started", ctlcmd_time_json(atomic_load_explicit(&sw->started_ms,
 			memory_order_relaxed)));
+		json_object_set_new(row, "free_bufs", json_integer(
+		    atomic_load_explicit(&sw->free_bufs, memory_order_relaxed)));
+		json_object_set_new(row, "free_fwd", json_integer(
+		    atomic_load_explicit(&sw->free_fwd, memory_order_relaxed)));
 		json_array_append_new(a, row);
 	}
 	if (m->prober.pid > 0)

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			4u
+#define SHM_ABI			5u
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -163,6 +163,9 @@ struct shm_worker {
 	_Atomic uint64_t started_ms;
 	_Atomic uint64_t conns;			/* client connections open */
 	_Atomic uint64_t accepted;		/* client connections accepted, total */
+	_Atomic uint64_t accept_paused;		/* times it stopped accepting at limits.connections */
+	_Atomic uint32_t free_bufs;		/* WORKER_BUFSZ blocks on its free list */
+	_Atomic uint32_t free_fwd;		/* forward blocks on its free list */
 };
 
 struct shm_model {

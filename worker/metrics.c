@@ -317,6 +317,18 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    memory_order_relaxed),
 			    (unsigned long long)atomic_load_explicit(
 			    &h->workers[k].accepted, memory_order_relaxed));
+	prom_family(f, "routerd_worker_free_buffers", "gauge",
+	    "Buffers kept on the worker's free lists (io: 32k, fwd: retries.buffer).");
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
+		if (atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed) != 0) {
+			fprintf(f, "routerd_worker_free_buffers{worker=\"%u\","
+			    "list=\"io\"} %u\n", k, atomic_load_explicit(
+			    &h->workers[k].free_bufs, memory_order_relaxed));
+			fprintf(f, "routerd_worker_free_buffers{worker=\"%u\","
+			    "list=\"fwd\"} %u\n", k, atomic_load_explicit(
+			    &h->workers[k].free_fwd, memory_order_relaxed));
+		}
 	prom_pool_queues(w, f);
 	prom_family(f, "routerd_worker_queued_requests", "gauge",
 	    "Requests waiting in the worker's FIFO for a backend slot.");

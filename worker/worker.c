@@ -14,12 +14,41 @@
 #include "lib/priv.h"
 #include "worker/worker.h"
 
-#define MAX_FREE_BUFS	256
+/*
+ * Free lists keep blocks for the next connection, not forever: past these
+ * caps a block is freed, so a burst of connections does not leave its
+ * memory parked in a worker.  Forward blocks are retries.buffer + 1k, so
+ * their cap is in bytes as well as in blocks.
+ */
+#define MAX_FREE_BUFS	256			/* 8 MiB of 32k blocks */
+#define MAX_FREE_FWD	64
+#define MAX_FREE_FWD_BYTES (16 * 1024 * 1024)
 
 /* routerd -t refuses what these sizes cannot hold (conf/conf.h). */
 _Static_assert(CONF_HEAD_BUF == WORKER_BUFSZ, "limits.header_size bound is the head buffer");
 _Static_assert(CONF_HEAD_FIELDS == WORKER_HDR_MAX, "limits.header_count bound is the parsed head");
 _Static_assert(CONF_RETRIES_MAX == BAL_EXCLUDE_MAX, "retries.max bound is the exclusion set");
+
+/* The free lists' lengths into our stripe, for routerctl show workers and /metrics. */
+static void
+worker_free_publish(struct worker *w)
+{
+	if (w->shm == NULL)
+		return;
+	atomic_store_explicit(&w->shm->workers[w->index].free_bufs,
+	    (uint32_t)w->nfreebufs, memory_order_relaxed);
+	atomic_store_explicit(&w->shm->workers[w->index].free_fwd,
+	    (uint32_t)w->nfreefwd, memory_order_relaxed);
+}
+
+/* The most forward blocks of w->fwdsz bytes the free list keeps. */
+size_t
+worker_fwd_cap(const struct worker *w)
+{
+	size_t	n = w->fwdsz ? MAX_FREE_FWD_BYTES / w->fwdsz : MAX_FREE_FWD;
+
+	return n < MAX_FREE_FWD ? n : MAX_FREE_FWD;
+}
 
 char *
 worker_buf_get(struct worker *w)
@@ -29,6 +58,7 @@ worker_buf_get(struct worker *w)
 	if ((b = w->freebufs) != NULL) {
 		w->freebufs = *(char **)b;
 		w->nfreebufs--;
+		worker_free_publish(w);
 		return b;
 	}
 	return malloc(WORKER_BUFSZ);
@@ -73,6 +103,7 @@ worker_buf_put(struct worker *w, char *b)
 	*(char **)b = w->freebufs;
 	w->freebufs = b;
 	w->nfreebufs++;
+	worker_free_publish(w);
 }
 
 char *
@@ -82,6 +113,8 @@ worker_fwd_get(struct worker *w)
 
 	if ((b = w->freefwd) != NULL) {
 		w->freefwd = *(char **)b;
+		w->nfreefwd--;
+		worker_free_publish(w);
 		return b;
 	}
 	return malloc(w->fwdsz);
@@ -90,8 +123,14 @@ worker_fwd_get(struct worker *w)
 void
 worker_fwd_put(struct worker *w, char *b)
 {
+	if (w->nfreefwd >= worker_fwd_cap(w)) {
+		free(b);
+		return;
+	}
 	*(char **)b = w->freefwd;
 	w->freefwd = b;
+	w->nfreefwd++;
+	worker_free_publish(w);
 }
 
 /* retries.on_status ("502,503,504", checked by conf/) as a bitmap. */

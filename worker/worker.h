@@ -181,6 +181,7 @@ struct worker {
 	char			*freebufs;	/* free list of WORKER_BUFSZ blocks */
 	size_t			 nfreebufs;
 	char			*freefwd;	/* free list of fwd blocks */
+	size_t			 nfreefwd;
 	size_t			 fwdsz;
 	int			 sigfd;
 	uint8_t			 retry_status[600 / 8];	/* bit per status: retries.on_status */
@@ -208,8 +209,14 @@ void	 worker_buf_release(struct worker *, struct buf *);
 void	 worker_refresh(struct worker *);
 char	*worker_buf_get(struct worker *);
 void	 worker_buf_put(struct worker *, char *);
+/*
+ * Block free lists: get reuses a kept block or mallocs one (NULL: out of
+ * memory); put keeps it while the list is under its cap (256 buffers;
+ * worker_fwd_cap() forward blocks, at most 64 and 16 MiB), else frees it.
+ */
 char	*worker_fwd_get(struct worker *);
 void	 worker_fwd_put(struct worker *, char *);
+size_t	 worker_fwd_cap(const struct worker *);
 
 /* client.c */
 void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *, int admin);
