@@ -151,6 +151,7 @@ struct conf {
 		int	 header_count;		/* 100 */
 		size_t	 uri;			/* 8 KiB */
 		uint64_t body;			/* 0 = unlimited; default 0 */
+		int	 connections;		/* 10000 client connections per worker */
 	} limits;
 
 	struct conf_pool	*pools;

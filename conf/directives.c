@@ -205,6 +205,9 @@ const struct conf_directive conf_directives[] = {
 	{ "limits.body", "size", "0", NULL, NULL,
 	  "largest request body (413 beyond); 0 = unlimited",
 	  C(limits.body), 0, LLONG_MAX, NULL },
+	{ "limits.connections", "int", "10000", NULL, NULL,
+	  "client connections per worker; beyond, new ones wait in the listen queue",
+	  C(limits.connections), 1, CONF_CONNECTIONS_MAX, NULL },
 };
 const size_t conf_ndirectives = sizeof(conf_directives) /
     sizeof(conf_directives[0]);

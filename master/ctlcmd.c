@@ -504,10 +504,11 @@ ctlcmd_show_breakers(struct master *m, const char *const *args, int nargs,
 static json_t *
 ctlcmd_helper_row(const char *role, const struct mworker *mw)
 {
-	return json_pack("{s:s, s:n, s:I, s:I, s:s, s:n, s:n, s:n, s:n, s:n, s:n}",
+	return json_pack("{s:s, s:n, s:I, s:I, s:s, s:n, s:n, s:n, s:n, s:n, s:n, s:n}",
 	    "role", role, "id", "pid", (json_int_t)mw->pid,
 	    "generation", (json_int_t)mw->generation, "state", "running",
-	    "conns", "accepted", "queued", "started", "free_bufs", "free_fwd");
+	    "conns", "accepted", "queued", "started", "free_bufs", "free_fwd",
+	    "accept_paused");
 }
 
 static json_t *
@@ -543,6 +544,8 @@ ctlcmd_show_workers(struct master *m, const char *const *args, int nargs,
 		    atomic_load_explicit(&sw->free_bufs, memory_order_relaxed)));
 		json_object_set_new(row, "free_fwd", json_integer(
 		    atomic_load_explicit(&sw->free_fwd, memory_order_relaxed)));
+		json_object_set_new(row, "accept_paused", json_integer((json_int_t)
+		    atomic_load_explicit(&sw->accept_paused, memory_order_relaxed)));
 		json_array_append_new(a, row);
 	}
 	if (m->prober.pid > 0)

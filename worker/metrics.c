@@ -317,6 +317,17 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    memory_order_relaxed),
 			    (unsigned long long)atomic_load_explicit(
 			    &h->workers[k].accepted, memory_order_relaxed));
+	prom_family(f, "routerd_worker_accept_paused_total", "counter",
+	    "Times the worker stopped accepting at limits.connections.");
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
+		if (atomic_load_explicit(&h->workers[k].state,
+		    memory_order_relaxed) != 0)
+			fprintf(f, "routerd_worker_accept_paused_total{worker=\"%u\","
+			    "pid=\"%d\"} %llu\n", k,
+			    (int)atomic_load_explicit(&h->workers[k].pid,
+			    memory_order_relaxed),
+			    (unsigned long long)atomic_load_explicit(
+			    &h->workers[k].accept_paused, memory_order_relaxed));
 	prom_family(f, "routerd_worker_free_buffers", "gauge",
 	    "Buffers kept on the worker's free lists (io: 32k, fwd: retries.buffer).");
 	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)

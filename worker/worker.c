@@ -228,10 +228,63 @@ worker_resume_accept(struct ev_loop *l, struct ev_timer *t)
 	struct worker	*w = (struct worker *)((char *)t - offsetof(struct worker, accept_timer));
 	size_t		 i;
 
-	if (w->draining)
+	if (w->draining || w->at_limit)
 		return;
 	for (i = 0; i < w->nls; i++)
 		ev_add(&w->loop, &w->ls[i].io, EPOLLIN);
+}
+
+/*
+ * limits.connections: at the limit the listeners leave the loop (new
+ * connections wait in the kernel's listen queue, nothing is accepted and
+ * closed); they come back as soon as a connection closes.  One line when
+ * an episode starts, one when the queue is empty again below the limit.
+ */
+static void
+worker_limit_reached(struct worker *w)
+{
+	size_t	i;
+
+	if (!w->at_limit) {
+		w->at_limit = 1;
+		if (!ev_timer_armed(&w->accept_timer))
+			for (i = 0; i < w->nls; i++)
+				ev_del(&w->loop, &w->ls[i].io);
+	}
+	if (w->refusing)
+		return;
+	w->refusing = 1;
+	w->refuse_since = w->loop.now;
+	atomic_store_explicit(&w->shm->workers[w->index].accept_paused,
+	    atomic_load_explicit(&w->shm->workers[w->index].accept_paused,
+	    memory_order_relaxed) + 1, memory_order_relaxed);
+	log_warnx("worker %u: %zu connections, limits.connections reached: "
+	    "not accepting until one closes", w->index, w->nclients);
+}
+
+/* After a loop turn: a connection closed below the limit, so take the queue again. */
+static void
+worker_limit_check(struct worker *w)
+{
+	size_t	i;
+
+	if (!w->at_limit || w->nclients >= (size_t)w->conf->limits.connections)
+		return;
+	w->at_limit = 0;
+	if (w->draining || ev_timer_armed(&w->accept_timer))
+		return;
+	for (i = 0; i < w->nls; i++)
+		ev_add(&w->loop, &w->ls[i].io, EPOLLIN);
+}
+
+static void
+worker_limit_over(struct worker *w)
+{
+	if (!w->refusing)
+		return;
+	w->refusing = 0;
+	log_info("worker %u: accepting again, below limits.connections after "
+	    "%llu ms", w->index, (unsigned long long)(w->loop.now - w->refuse_since));
 }
 
 static void
@@ -257,9 +310,15 @@ worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 		struct sockaddr_storage	ss;
 		socklen_t		len = sizeof(ss);
 
+		if (w->nclients >= (size_t)w->conf->limits.connections) {
+			worker_limit_reached(w);
+			return;
+		}
 		fd = accept4(io->fd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
+			if (errno == EAGAIN)
+				worker_limit_over(w);	/* the queue is empty */
 			if (errno == EAGAIN || errno == EINTR)
 				return;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -487,6 +546,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 			client_queue_run(&w);
 		}
 		worker_free_zombies(&w);
+		worker_limit_check(&w);
 		if (shm_gen(shm) != w.gen)
 			worker_refresh(&w);
 		if (w.draining && (w.nclients == 0 || w.loop.now >= w.drain_deadline))

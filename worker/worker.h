@@ -163,6 +163,9 @@ struct worker {
 	struct listener		*ls;
 	size_t			 nls;
 	struct ev_timer		 accept_timer;	/* re-enables accept after EMFILE */
+	int			 at_limit;	/* listeners off: limits.connections reached */
+	int			 refusing;	/* between the two log lines of a limit episode */
+	uint64_t		 refuse_since;	/* ms: that episode began */
 	uint64_t		 gen;		/* table generation of our view */
 	struct wview		 view;
 	struct wbackend		*wb;

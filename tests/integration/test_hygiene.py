@@ -280,3 +280,96 @@ def test_master_sigkill_children_exit_after_privilege_drop(env):
         os.kill(p, signal.SIGKILL)
     assert not left, "still running %.1fs after the master died: %s" % (
         time.monotonic() - t0, left)
+
+
+# --- limits.connections ----------------------------------------------------
+
+def _ctl_json(sock, *args, timeout=5):
+    import json
+    p = subprocess.run([ROUTERCTL, "-s", sock, "-j"] + list(args), capture_output=True,
+                       text=True, timeout=timeout)
+    assert p.returncode == 0, "routerctl %s: %s%s" % (args, p.stdout, p.stderr)
+    return json.loads(p.stdout)
+
+
+REQ = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def _read_response(s):
+    """One whole response (Content-Length framed) from s; raises socket.timeout."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("closed after %r" % data)
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, v = line.split(b":", 1)
+        if k.strip().lower() == b"content-length":
+            n = int(v)
+    while len(body) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("closed in the body")
+        body += chunk
+    return head
+
+
+def _get_on(s):
+    s.sendall(REQ)
+    head = _read_response(s)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return head
+
+
+def test_limits_connections_holds_the_sixth_in_the_queue(env):
+    """limits.connections: 5.  Five idle keep-alive connections are held; a
+    sixth connects (the kernel queues it) but its request is not answered
+    while the five are open; when one closes, the sixth is answered, the
+    other four keep working, and the worker logged and counted the episode."""
+    b = env.backend("b1")
+    port, conf, pidfile, ctlsock = _write_conf(env, (
+        "listen:\n  - address: LISTEN\nworkers: 1\nhealth:\n  type: none\n"
+        "limits:\n  connections: 5\n"
+        "backends:\n  - { name: b1, address: %s }\n") % b.addr)
+    r = Proc([ROUTERD, "-d", "-f", conf], os.path.join(env.dir, "routerd.log"))
+    env.procs.append(r)
+    wait_port(port)
+    time.sleep(0.2)  # wait_port's probe connection is gone again
+    held = []
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        _get_on(s)
+        held.append(s)
+    sixth = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sixth.sendall(REQ)
+    sixth.settimeout(1.0)
+    try:
+        data = sixth.recv(65536)
+        raise AssertionError("the 6th connection was answered at the limit: %r" % data[:80])
+    except socket.timeout:
+        pass
+    (w,) = [x for x in _ctl_json(ctlsock, "show", "workers") if x["role"] == "worker"]
+    assert w["conns"] == 5 and w["accept_paused"] >= 1, w
+
+    held.pop(0).close()
+    sixth.settimeout(3.0)
+    head = _read_response(sixth)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    for s in held:
+        _get_on(s)  # the others are unharmed
+
+    # two fewer: the queue is empty below the limit, and the worker says so
+    sixth.close()
+    held.pop(0).close()
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    _get_on(s)
+    s.close()
+    for s in held:
+        s.close()
+    time.sleep(0.2)
+    log = r.output()
+    assert log.count("limits.connections reached") == 1, log
+    assert log.count("accepting again") == 1, log

@@ -1016,6 +1016,7 @@ Test(conf, limits_the_code_cannot_honour)
 	cr_assert_eq(c->limits.header_count, 256);
 	cr_assert_eq(c->retries.max, 8);
 	cr_assert_eq(c->retries.buffer, 32768);
+	cr_assert_eq(c->limits.connections, 10000);
 	conf_free(c);
 
 	/* the environment is held to the same limit */
