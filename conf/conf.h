@@ -213,6 +213,17 @@ int		 conf_pool_find(const struct conf *, const char *);
  * conf_parse_addr() parses "host:port", "[v6]:port" or ":port"/"port"
  * (meaning 0.0.0.0) and resolves it numerically or with getaddrinfo.
  */
+/*
+ * conf_set_resolver(fn) makes conf_parse_addr() (and so conf_load()) hand
+ * host names to fn instead of getaddrinfo(): the master, whose loop must
+ * not block, answers names from lookups done in a helper process.  fn
+ * fills a->ss and a->sslen and returns 0, or -1 with a reason in err.
+ * Numeric addresses never reach it.  NULL: getaddrinfo() again.
+ */
+typedef int	(*conf_resolver_fn)(const char *text, const char *host,
+		    const char *port, struct conf_addr *a, char *err, size_t errlen);
+void		 conf_set_resolver(conf_resolver_fn);
+
 long long	 conf_parse_duration(const char *);
 long long	 conf_parse_size(const char *);
 int		 conf_parse_addr(const char *, struct conf_addr *, char *err,

@@ -828,9 +828,13 @@ ctlcmd_reload(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
 {
 	size_t	len;
+	int	rc;
 
 	err[0] = '\0';
-	if (master_reload(m, err, errlen) == -1) {
+	if ((rc = master_reload(m, err, errlen)) == 1)	/* waits on host name lookups */
+		return ctlcmd_message(json_pack("{s:I, s:b}", "generation",
+		    (json_int_t)m->generation, "deferred", 1), "%s", err);
+	if (rc == -1) {
 		/* master_reload() writes one FILE:LINE:COL line per error */
 		len = strlen(err);
 		while (len > 0 && err[len - 1] == '\n')

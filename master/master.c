@@ -166,6 +166,20 @@ master_child_pdeathsig(struct master *m)
 		_exit(0);
 }
 
+pid_t
+master_fork_helper(struct master *m, const char *title, int keep_fd)
+{
+	pid_t	pid;
+
+	if ((pid = fork()) != 0)
+		return pid;
+	master_child_setup(m, title, &keep_fd, 1);
+	if (priv_drop(&m->priv) == -1)
+		_exit(1);
+	master_child_pdeathsig(m);
+	return 0;
+}
+
 static void
 master_syncer_io(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 {

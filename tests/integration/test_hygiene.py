@@ -373,3 +373,104 @@ def test_limits_connections_holds_the_sixth_in_the_queue(env):
     log = r.output()
     assert log.count("limits.connections reached") == 1, log
     assert log.count("accepting again") == 1, log
+
+
+# --- no DNS in the master's loop ------------------------------------------
+
+class BlackholeDNS:
+    """A UDP 'nameserver' on a loopback address that reads queries and never answers."""
+
+    def __init__(self):
+        import random
+        self.addr = "127.77.%d.53" % random.randint(1, 250)
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind((self.addr, 53))
+        self.queries = 0
+        self.log = "(blackhole nameserver on %s)" % self.addr
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while True:
+            try:
+                self.s.recvfrom(4096)
+            except OSError:
+                return
+            self.queries += 1
+
+    def stop(self, *a, **kw):
+        self.s.close()
+
+    def output(self):
+        return "%d queries\n" % self.queries
+
+
+def test_reload_with_a_slow_host_name_does_not_stall_the_master(env):
+    """routerd in a mount namespace whose resolv.conf names a nameserver that
+    never answers.  A reload adds a backend by host name: the lookup hangs,
+    yet the control socket answers at once, the reload then fails naming the
+    host and the running config keeps serving.  A reload with a name that does
+    resolve (localhost) is deferred, then applied."""
+    dns = BlackholeDNS()
+    env.procs.append(dns)
+    resolv = os.path.join(env.dir, "resolv.conf")
+    with open(resolv, "w") as f:
+        f.write("nameserver %s\noptions timeout:4 attempts:1\n" % dns.addr)
+    b = env.backend("b1")
+    base = ("listen:\n  - address: LISTEN\nworkers: 1\nhealth:\n  type: none\n"
+            "backends:\n  - { name: b1, address: %s }\n") % b.addr
+    port, conf, pidfile, ctlsock = _write_conf(env, base)
+    tail = open(conf).read()[len(base.replace("LISTEN", "127.0.0.1:%d" % port)):]
+    r = Proc(["unshare", "-m", "sh", "-c",
+              'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv,
+              ROUTERD, "-d", "-f", conf], os.path.join(env.dir, "routerd.log"))
+    env.procs.append(r)
+    wait_port(port)
+
+    def rewrite(extra):
+        with open(conf, "w") as f:
+            f.write(base.replace("LISTEN", "127.0.0.1:%d" % port) + extra + tail)
+
+    rewrite("  - { name: slow, address: slow-dns.routerd-test:9 }\n")
+    os.kill(r.p.pid, signal.SIGHUP)
+    end = time.time() + 3
+    while time.time() < end and dns.queries == 0:
+        time.sleep(0.02)
+    assert dns.queries > 0, "nobody asked the nameserver"
+    t0 = time.monotonic()
+    _ctl_json(ctlsock, "show", "summary", timeout=10)
+    took = time.monotonic() - t0
+    assert took < 1.0, "the control socket took %.1fs while a name was looked up" % took
+    t0 = time.monotonic()
+    st = _get_json_status(port)
+    assert st == 200, st
+
+    end = time.time() + 15
+    while time.time() < end and "slow-dns.routerd-test" not in r.output():
+        time.sleep(0.1)
+    log = r.output()
+    assert "cannot resolve 'slow-dns.routerd-test'" in log, log
+    names = [x["name"] for x in _ctl_json(ctlsock, "show", "backends")]
+    assert names == ["b1"], names
+
+    rewrite("  - { name: lh, address: localhost:%d }\n" % b.port)
+    p = subprocess.run([ROUTERCTL, "-s", ctlsock, "reload"], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 0 and "deferred" in p.stdout, (p.stdout, p.stderr)
+    end = time.time() + 5
+    while time.time() < end:
+        names = [x["name"] for x in _ctl_json(ctlsock, "show", "backends")]
+        if "lh" in names:
+            break
+        time.sleep(0.1)
+    assert sorted(names) == ["b1", "lh"], names
+
+
+def _get_json_status(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    try:
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        head = _read_response(s)
+        return int(head.split(b" ", 2)[1])
+    finally:
+        s.close()
