@@ -474,3 +474,48 @@ def _get_json_status(port):
         return int(head.split(b" ", 2)[1])
     finally:
         s.close()
+
+
+# --- bounded free lists ------------------------------------------------------
+
+def test_free_lists_bounded_after_a_burst(env):
+    """2,000 concurrent connections, each with a request in flight at once
+    (the backend holds every answer 300 ms), then all closed: the worker's
+    free lists keep at most their caps (256 I/O buffers, 64 forward blocks),
+    as routerctl show workers reports them."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    b = env.backend("b1")
+    port, conf, pidfile, ctlsock = _write_conf(env, (
+        "listen:\n  - address: LISTEN\nworkers: 1\nhealth:\n  type: none\n"
+        "backends:\n  - { name: b1, address: %s }\n") % b.addr)
+    r = Proc([ROUTERD, "-d", "-f", conf], os.path.join(env.dir, "routerd.log"))
+    env.procs.append(r)
+    wait_port(port)
+    socks = []
+    try:
+        for _ in range(2000):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+            socks.append(s)
+        (w,) = [x for x in _ctl_json(ctlsock, "show", "workers") if x["role"] == "worker"]
+        peak = w["conns"]
+        answered = 0
+        for s in socks:
+            if _read_response(s).startswith(b"HTTP/1.1 200"):
+                answered += 1
+    finally:
+        for s in socks:
+            s.close()
+    assert answered == 2000, answered
+    assert peak > 1000, "only %d connections at once" % peak
+    end = time.time() + 5
+    while time.time() < end:
+        (w,) = [x for x in _ctl_json(ctlsock, "show", "workers") if x["role"] == "worker"]
+        if w["conns"] == 0:
+            break
+        time.sleep(0.1)
+    assert w["conns"] == 0, w
+    assert 0 < w["free_bufs"] <= 256 and 0 < w["free_fwd"] <= 64, w
