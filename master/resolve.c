@@ -19,6 +19,7 @@
 /* One name and, once the helper answered, its address or why not. */
 struct rname {
 	char			 text[CONF_ADDR_MAX];	/* "host:port" */
+	int			 asked;		/* a helper has it */
 	int			 done, ok;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
@@ -77,17 +78,23 @@ resolve_lookup(const char *text, const char *host, const char *port,
 		a->sslen = r->sslen;
 		return 0;
 	}
-	if (rs.final) {
+	if (r != NULL && r->asked && rs.final) {
 		snprintf(err, errlen, "'%s': cannot resolve '%s': no answer from "
 		    "the resolver", text, host);
 		return -1;
 	}
-	rs.missing++;
-	if (r == NULL && rs.n < RESOLVE_NAMES_MAX) {
+	if (r == NULL) {
+		if (rs.n == RESOLVE_NAMES_MAX) {
+			snprintf(err, errlen, "'%s': more than %d host names in one "
+			    "configuration", text, RESOLVE_NAMES_MAX);
+			return -1;
+		}
 		r = &rs.names[rs.n++];
 		memset(r, 0, sizeof(*r));
 		strlcpy(r->text, key, sizeof(r->text));
 	}
+	/* never asked (new in the file, or met while a helper ran): another round */
+	rs.missing++;
 	snprintf(err, errlen, "'%s': '%s' not looked up yet", text, host);
 	return -1;
 }
@@ -111,6 +118,8 @@ resolve_child(int fd)
 	for (i = 0; i < rs.n; i++) {
 		struct rname *r = &rs.names[i];
 
+		if (!r->asked || r->done)
+			continue;
 		if (conf_parse_addr(r->text, &a, r->err, sizeof(r->err)) == 0) {
 			r->ok = 1;
 			memcpy(&r->ss, &a.ss, a.sslen);
@@ -204,10 +213,11 @@ resolve_end(struct master *m, char *err, size_t errlen)
 {
 	int	p[2];
 	pid_t	pid;
+	size_t	i;
 
 	conf_set_resolver(NULL);
 	rs.active = 0;
-	if (rs.final || rs.missing == 0) {
+	if (rs.missing == 0) {
 		resolve_forget();
 		return 0;
 	}
@@ -222,6 +232,9 @@ resolve_end(struct master *m, char *err, size_t errlen)
 		resolve_forget();
 		return -1;
 	}
+	for (i = 0; i < rs.n; i++)
+		rs.names[i].asked = 1;
+	rs.final = 0;
 	if ((pid = master_fork_helper(m, "resolver", p[1])) == -1) {
 		snprintf(err, errlen, "reload: fork: %s", strerror(errno));
 		close(p[0]);
