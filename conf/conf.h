@@ -14,7 +14,7 @@
 #define CONF_MODELS_MAX		16	/* models per backend */
 #define CONF_POOLS_MAX		64
 #define CONF_LISTEN_MAX		16
-#define CONF_WORKERS_MAX	64
+#define CONF_WORKERS_MAX	32	/* SHM_WORKERS_MAX / 2: generations overlap on reload */
 #define CONF_WEIGHT_MAX		1000
 
 /* Balancing strategies; the numbers are stored in the shared table. */

@@ -49,7 +49,7 @@ static const char *const conf_registry_names[] = {
  */
 const struct conf_directive conf_directives[] = {
 	{ "workers", "workers", "auto", "ROUTER_WORKER_THREADS", "workers",
-	  "worker processes; auto = online CPUs, at most 64",
+	  "worker processes; auto = online CPUs, at most 32",
 	  C(workers), 1, CONF_WORKERS_MAX, NULL },
 	{ "user", "string", "", NULL, NULL,
 	  "user to run as after binding the listeners; empty = stay",
@@ -330,6 +330,8 @@ conf_get_ll(const struct conf_directive *d, const void *field)
 static const struct {
 	const char	*name, *why;
 } conf_range_whys[] = {
+	{ "workers", "a reload runs the old and the new workers side by side, "
+	  "and the table has 64 worker stripes" },
 	{ "retries.max", "each failed backend is excluded from the next "
 	  "attempt, and the exclusion set holds 8" },
 	{ "retries.buffer", "the retry buffer also carries the request head, "

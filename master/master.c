@@ -20,6 +20,9 @@
 #include "prober/prober.h"
 #include "worker/worker.h"
 
+/* routerd -t refuses more workers than the stripes of two generations allow */
+_Static_assert(CONF_WORKERS_MAX <= SHM_WORKERS_MAX / 2, "workers bound is half the stripes");
+
 #define RESPAWN_MIN_MS	100
 #define RESPAWN_MAX_MS	5000
 #define STOP_GRACE_MS	5000

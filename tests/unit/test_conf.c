@@ -633,7 +633,7 @@ Test(conf, bad_env_and_flags)
 	cr_assert_not_null(strstr(errbuf, "ROUTER_RETRY_DELAY: '-1' is not a "
 	    "duration"));
 	cr_assert_not_null(strstr(errbuf, "ROUTER_WORKER_THREADS: '65' is not "
-	    "an integer from 1 to 64"));
+	    "an integer from 1 to 32"));
 }
 
 Test(conf, error_positions)
@@ -967,7 +967,7 @@ Test(conf, limits_and_ranges)
 	expect_error("1:23", "limits.uri (8192) is larger than");
 	expect_error("2:16", "path 'health' must start with /");
 	expect_error("3:19", "must not be empty");
-	expect_error("4:10", "workers: '65' is not an integer from 1 to 64");
+	expect_error("4:10", "workers: '65' is not an integer from 1 to 32");
 
 	c = load_yaml("workers: auto\nlimits: {body: 10g, uri: 1k}\n"
 	    "health: {type: none, interval: 1m30s}\n"
@@ -1006,6 +1006,12 @@ Test(conf, limits_the_code_cannot_honour)
 	expect_error("7:11", "retries.buffer: 16k is out of range (32k to 1g): "
 	    "the retry buffer also carries the request head");
 	cr_assert_eq(nerr, 5, "%s", errbuf);
+
+	/* the master could not run 33 workers beside a reload's next generation */
+	c = load_yaml("workers: 33\nbackends: [{address: 127.0.0.1:1}]\n", NULL, 0);
+	cr_assert_null(c);
+	expect_error("1:10", "workers: '33' is not an integer from 1 to 32: a reload "
+	    "runs the old and the new workers side by side");
 
 	/* the bounds themselves are honoured, and so taken */
 	c = load_yaml("limits: {header_size: 32k, header_count: 256, uri: 32k}\n"
