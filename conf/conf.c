@@ -653,6 +653,14 @@ conf_parse_size(const char *s)
  * to getaddrinfo(), where an IPv4 answer is preferred because "localhost"
  * often lists ::1 first while local servers mostly bind 127.0.0.1.
  */
+static conf_resolver_fn	 conf_resolver;
+
+void
+conf_set_resolver(conf_resolver_fn fn)
+{
+	conf_resolver = fn;
+}
+
 static int
 conf_resolve(const char *text, const char *host, int bracketed,
     const char *port, struct conf_addr *a, char *err, size_t errlen)
@@ -669,6 +677,9 @@ conf_resolve(const char *text, const char *host, int bracketed,
 			a->sslen = sizeof(*sin);
 			return 0;
 		}
+		/* a name: the caller may not be allowed to wait for DNS */
+		if (conf_resolver != NULL)
+			return conf_resolver(text, host, port, a, err, errlen);
 	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = bracketed ? AF_INET6 : AF_UNSPEC;

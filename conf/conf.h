@@ -14,7 +14,7 @@
 #define CONF_MODELS_MAX		16	/* models per backend */
 #define CONF_POOLS_MAX		64
 #define CONF_LISTEN_MAX		16
-#define CONF_WORKERS_MAX	64
+#define CONF_WORKERS_MAX	32	/* SHM_WORKERS_MAX / 2: generations overlap on reload */
 #define CONF_WEIGHT_MAX		1000
 
 /* Balancing strategies; the numbers are stored in the shared table. */
@@ -153,6 +153,7 @@ struct conf {
 		uint64_t body;			/* 0 = unlimited; default 0 */
 		size_t	 hold;			/* 1 MiB: bodies held whole before routing */
 		uint64_t hold_memory;		/* 256 MiB per worker */
+		int	 connections;		/* 10000 client connections per worker */
 	} limits;
 
 	struct conf_pool	*pools;
@@ -195,12 +196,36 @@ const char	*conf_health_type_name(enum conf_health_type);
 int		 conf_pool_find(const struct conf *, const char *);
 
 /*
+ * What the code can honour, so that routerd -t refuses more instead of
+ * clamping it (worker/worker.c asserts that they match the workers'
+ * sizes): a request head must fit the worker's input buffer
+ * (WORKER_BUFSZ), its fields the parsed head (WORKER_HDR_MAX), every
+ * attempt's failed backend the exclusion set (BAL_EXCLUDE_MAX), and the
+ * retry buffer is never smaller than the head buffer it also carries.
+ */
+#define CONF_HEAD_BUF		(32 * 1024)
+#define CONF_HEAD_FIELDS	256
+#define CONF_RETRIES_MAX	8
+#define CONF_CONNECTIONS_MAX	1000000
+
+/*
  * conf_parse_duration() parses "500ms", "30s", "2m", "1h" or a bare number
  * of seconds into milliseconds; -1 on error.  conf_parse_size() parses
  * "64k", "16KiB", "10m", "1g" or a bare number of bytes; -1 on error.
  * conf_parse_addr() parses "host:port", "[v6]:port" or ":port"/"port"
  * (meaning 0.0.0.0) and resolves it numerically or with getaddrinfo.
  */
+/*
+ * conf_set_resolver(fn) makes conf_parse_addr() (and so conf_load()) hand
+ * host names to fn instead of getaddrinfo(): the master, whose loop must
+ * not block, answers names from lookups done in a helper process.  fn
+ * fills a->ss and a->sslen and returns 0, or -1 with a reason in err.
+ * Numeric addresses never reach it.  NULL: getaddrinfo() again.
+ */
+typedef int	(*conf_resolver_fn)(const char *text, const char *host,
+		    const char *port, struct conf_addr *a, char *err, size_t errlen);
+void		 conf_set_resolver(conf_resolver_fn);
+
 long long	 conf_parse_duration(const char *);
 long long	 conf_parse_size(const char *);
 int		 conf_parse_addr(const char *, struct conf_addr *, char *err,

@@ -49,7 +49,7 @@ static const char *const conf_registry_names[] = {
  */
 const struct conf_directive conf_directives[] = {
 	{ "workers", "workers", "auto", "ROUTER_WORKER_THREADS", "workers",
-	  "worker processes; auto = online CPUs, at most 64",
+	  "worker processes; auto = online CPUs, at most 32",
 	  C(workers), 1, CONF_WORKERS_MAX, NULL },
 	{ "user", "string", "", NULL, NULL,
 	  "user to run as after binding the listeners; empty = stay",
@@ -118,13 +118,13 @@ const struct conf_directive conf_directives[] = {
 
 	{ "retries.max", "int", "3", "ROUTER_MAX_RETRIES", NULL,
 	  "further attempts after a failed one, when replay is safe",
-	  C(retries.max), 0, 100, NULL },
+	  C(retries.max), 0, CONF_RETRIES_MAX, NULL },
 	{ "retries.delay", "duration", "1s", "ROUTER_RETRY_DELAY", NULL,
 	  "back-off before retrying the same backend",
 	  C(retries.delay_ms), 0, INT_MAX, NULL },
 	{ "retries.buffer", "size", "64k", NULL, NULL,
 	  "request bodies up to this size are kept for a retry",
-	  C(retries.buffer), 0, GIB, NULL },
+	  C(retries.buffer), CONF_HEAD_BUF, GIB, NULL },
 	{ "retries.on_status", "statuses", "502,503,504", NULL, NULL,
 	  "response statuses that send an idempotent request to another backend",
 	  C(retries.on_status), 0, 0, NULL },
@@ -195,13 +195,13 @@ const struct conf_directive conf_directives[] = {
 
 	{ "limits.header_size", "size", "16k", NULL, NULL,
 	  "largest request head (431 beyond)",
-	  C(limits.header_size), KIB, MIB, NULL },
+	  C(limits.header_size), KIB, CONF_HEAD_BUF, NULL },
 	{ "limits.header_count", "int", "100", NULL, NULL,
 	  "most request header fields (431 beyond)",
-	  C(limits.header_count), 1, 10000, NULL },
+	  C(limits.header_count), 1, CONF_HEAD_FIELDS, NULL },
 	{ "limits.uri", "size", "8k", NULL, NULL,
 	  "longest request target (414 beyond); at most header_size",
-	  C(limits.uri), 64, MIB, NULL },
+	  C(limits.uri), 64, CONF_HEAD_BUF, NULL },
 	{ "limits.body", "size", "0", NULL, NULL,
 	  "largest request body (413 beyond); 0 = unlimited",
 	  C(limits.body), 0, LLONG_MAX, NULL },
@@ -211,6 +211,9 @@ const struct conf_directive conf_directives[] = {
 	{ "limits.hold_memory", "size", "256m", NULL, NULL,
 	  "memory one worker may spend on held request bodies at once",
 	  C(limits.hold_memory), 0, LLONG_MAX, NULL },
+	{ "limits.connections", "int", "10000", NULL, NULL,
+	  "client connections per worker; beyond, new ones wait in the listen queue",
+	  C(limits.connections), 1, CONF_CONNECTIONS_MAX, NULL },
 };
 const size_t conf_ndirectives = sizeof(conf_directives) /
     sizeof(conf_directives[0]);
@@ -326,17 +329,50 @@ conf_get_ll(const struct conf_directive *d, const void *field)
 	return i64;
 }
 
+/*
+ * Why a directive's range ends where it does, when the bound is a size in
+ * the code rather than a matter of taste: the range error says it.
+ */
+static const struct {
+	const char	*name, *why;
+} conf_range_whys[] = {
+	{ "workers", "a reload runs the old and the new workers side by side, "
+	  "and the table has 64 worker stripes" },
+	{ "retries.max", "each failed backend is excluded from the next "
+	  "attempt, and the exclusion set holds 8" },
+	{ "retries.buffer", "the retry buffer also carries the request head, "
+	  "so it is at least the 32k head buffer" },
+	{ "limits.header_size", "a request head must fit the worker's 32k "
+	  "input buffer" },
+	{ "limits.uri", "a request head must fit the worker's 32k input buffer" },
+	{ "limits.header_count", "a parsed head holds at most 256 fields" },
+};
+
+/* ": why" for the range error of d, or "". */
+static const char *
+conf_range_why(const struct conf_directive *d, char *buf, size_t len)
+{
+	size_t	 i;
+
+	buf[0] = '\0';
+	for (i = 0; i < sizeof(conf_range_whys) / sizeof(conf_range_whys[0]); i++)
+		if (d->name != NULL && strcmp(d->name, conf_range_whys[i].name) == 0)
+			snprintf(buf, len, ": %s", conf_range_whys[i].why);
+	return buf;
+}
+
 static int
 conf_set_int(const struct conf_directive *d, void *field, const char *text,
     char *err, size_t errlen)
 {
 	const char	*errstr;
+	char		 why[128];
 	long long	 v;
 
 	v = strtonum(text, d->min, d->max, &errstr);
 	if (errstr != NULL) {
-		snprintf(err, errlen, "'%s' is not an integer from %lld to %lld",
-		    text, d->min, d->max);
+		snprintf(err, errlen, "'%s' is not an integer from %lld to %lld%s",
+		    text, d->min, d->max, conf_range_why(d, why, sizeof(why)));
 		return -1;
 	}
 	conf_put_ll(d, field, v);
@@ -457,7 +493,7 @@ static int
 conf_set_size(const struct conf_directive *d, void *field, const char *text,
     char *err, size_t errlen)
 {
-	char		 lo[32], hi[32];
+	char		 lo[32], hi[32], why[128];
 	long long	 v;
 
 	if ((v = conf_parse_size(text)) == -1) {
@@ -468,8 +504,8 @@ conf_set_size(const struct conf_directive *d, void *field, const char *text,
 	if (v < d->min || v > d->max) {
 		conf_fmt_bytes(d->min, lo, sizeof(lo));
 		conf_fmt_bytes(d->max, hi, sizeof(hi));
-		snprintf(err, errlen, "%s is out of range (%s to %s)", text,
-		    lo, hi);
+		snprintf(err, errlen, "%s is out of range (%s to %s)%s", text,
+		    lo, hi, conf_range_why(d, why, sizeof(why)));
 		return -1;
 	}
 	conf_put_ll(d, field, v);

@@ -51,7 +51,9 @@ static const struct ctl_col worker_cols[] = {
 	{ "ROLE", "role", 0 }, { "ID", "id", 1 }, { "PID", "pid", 1 },
 	{ "GEN", "generation", 1 }, { "STATE", "state", 0 },
 	{ "CONNS", "conns", 1 }, { "ACCEPTED", "accepted", 1 },
-	{ "QUEUED", "queued", 1 }, { "STARTED", "started", 0 },
+	{ "QUEUED", "queued", 1 }, { "PAUSED", "accept_paused", 1 },
+	{ "FREE_BUFS", "free_bufs", 1 },
+	{ "FREE_FWD", "free_fwd", 1 }, { "STARTED", "started", 0 },
 };
 
 /* One cell as text into buf. */

@@ -25,6 +25,20 @@ log_init(int to_stderr, int verbose)
 }
 
 void
+log_fds_closing(void)
+{
+	if (!log_stderr)
+		closelog();
+}
+
+void
+log_fds_closed(void)
+{
+	if (!log_stderr)
+		openlog("routerd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void
 log_procname(const char *name)
 {
 	strlcpy(log_name, name, sizeof(log_name));

@@ -12,6 +12,14 @@
  */
 void	log_init(int to_stderr, int verbose);
 void	log_procname(const char *name);
+/*
+ * A child that closes every descriptor it does not own calls
+ * log_fds_closing() before and log_fds_closed() after: the syslog socket
+ * is let go and made again, so syslog() never writes to (or closes) a
+ * descriptor number that now belongs to something else.
+ */
+void	log_fds_closing(void);
+void	log_fds_closed(void);
 void	log_setverbose(int verbose);
 int	log_getverbose(void);
 

@@ -537,10 +537,11 @@ ctlcmd_show_breakers(struct master *m, const char *const *args, int nargs,
 static json_t *
 ctlcmd_helper_row(const char *role, const struct mworker *mw)
 {
-	return json_pack("{s:s, s:n, s:I, s:I, s:s, s:n, s:n, s:n, s:n}",
+	return json_pack("{s:s, s:n, s:I, s:I, s:s, s:n, s:n, s:n, s:n, s:n, s:n, s:n}",
 	    "role", role, "id", "pid", (json_int_t)mw->pid,
 	    "generation", (json_int_t)mw->generation, "state", "running",
-	    "conns", "accepted", "queued", "started");
+	    "conns", "accepted", "queued", "started", "free_bufs", "free_fwd",
+	    "accept_paused");
 }
 
 static json_t *
@@ -572,6 +573,12 @@ ctlcmd_show_workers(struct master *m, const char *const *args, int nargs,
 			memory_order_relaxed),
 		    "started", ctlcmd_time_json(atomic_load_explicit(&sw->started_ms,
 			memory_order_relaxed)));
+		json_object_set_new(row, "free_bufs", json_integer(
+		    atomic_load_explicit(&sw->free_bufs, memory_order_relaxed)));
+		json_object_set_new(row, "free_fwd", json_integer(
+		    atomic_load_explicit(&sw->free_fwd, memory_order_relaxed)));
+		json_object_set_new(row, "accept_paused", json_integer((json_int_t)
+		    atomic_load_explicit(&sw->accept_paused, memory_order_relaxed)));
 		json_array_append_new(a, row);
 	}
 	if (m->prober.pid > 0)
@@ -862,9 +869,13 @@ ctlcmd_reload(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
 {
 	size_t	len;
+	int	rc;
 
 	err[0] = '\0';
-	if (master_reload(m, err, errlen) == -1) {
+	if ((rc = master_reload(m, err, errlen)) == 1)	/* waits on host name lookups */
+		return ctlcmd_message(json_pack("{s:I, s:b}", "generation",
+		    (json_int_t)m->generation, "deferred", 1), "%s", err);
+	if (rc == -1) {
 		/* master_reload() writes one FILE:LINE:COL line per error */
 		len = strlen(err);
 		while (len > 0 && err[len - 1] == '\n')

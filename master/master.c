@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@
 #include "master/registry.h"
 #include "prober/prober.h"
 #include "worker/worker.h"
+
+/* routerd -t refuses more workers than the stripes of two generations allow */
+_Static_assert(CONF_WORKERS_MAX <= SHM_WORKERS_MAX / 2, "workers bound is half the stripes");
 
 #define RESPAWN_MIN_MS	100
 #define RESPAWN_MAX_MS	5000
@@ -102,19 +106,82 @@ master_title(const char *title)
 	setproctitle("%-*s", pad > 0 && pad < 256 ? pad : 0, title);
 }
 
-/* The child side of a fork: drop what belongs to the master. */
+/*
+ * Close every descriptor but 0-2 and the keep[] ones: a child holds only
+ * what it serves with, so that the control socket, other positions'
+ * listeners, the pidfile or the syncer's pair never live on in a process
+ * that does not own them (a kept listener keeps a port bound after its
+ * address left the config; a kept syncer pair hides the master's death).
+ */
 static void
-master_child_setup(struct master *m, const char *title)
+master_close_fds(const int *keep, size_t nkeep)
 {
-	sigset_t all;
+	int		 sorted[CONF_LISTEN_MAX + 4];
+	size_t		 i, j, n = 0;
+	unsigned int	 lo = 3;
+
+	for (i = 0; i < nkeep && n < sizeof(sorted) / sizeof(sorted[0]); i++) {
+		if (keep[i] < 3)	/* stdio, or -1: none */
+			continue;
+		for (j = n; j > 0 && sorted[j - 1] > keep[i]; j--)
+			sorted[j] = sorted[j - 1];
+		sorted[j] = keep[i];
+		n++;
+	}
+	log_fds_closing();
+	for (i = 0; i < n; i++) {
+		if ((unsigned int)sorted[i] > lo)
+			close_range(lo, (unsigned int)sorted[i] - 1, 0);
+		if ((unsigned int)sorted[i] >= lo)
+			lo = (unsigned int)sorted[i] + 1;
+	}
+	if (close_range(lo, ~0U, 0) == -1)
+		closefrom((int)lo);	/* kernels before 5.9 */
+	log_fds_closed();
+}
+
+/* The child side of a fork: drop what belongs to the master, keeping only keep[] (and stdio). */
+static void
+master_child_setup(struct master *m, const char *title, const int *keep,
+    size_t nkeep)
+{
+	sigset_t	 all;
 
 	master_title(title);
 	log_procname(title);
 	ev_close(&m->loop);
 	if (m->pfh != NULL)
 		pidfile_close(m->pfh);
+	master_close_fds(keep, nkeep);
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+/*
+ * After the privilege drop (which clears it), ask for SIGTERM when the
+ * master dies, then check that it has not died already: a death before
+ * prctl() sends nothing.  The liveness pipe tells the loops as well.
+ */
+static void
+master_child_pdeathsig(struct master *m)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != m->pid)
+		_exit(0);
+}
+
+pid_t
+master_fork_helper(struct master *m, const char *title, int keep_fd)
+{
+	pid_t	pid;
+
+	if ((pid = fork()) != 0)
+		return pid;
+	master_child_setup(m, title, &keep_fd, 1);
+	if (priv_drop(&m->priv) == -1)
+		_exit(1);
+	master_child_pdeathsig(m);
+	return 0;
 }
 
 static void
@@ -162,8 +229,6 @@ static int
 master_spawn_role(struct master *m, struct mworker *mw)
 {
 	pid_t	pid;
-	size_t	i;
-	uint32_t p;
 	int	cfd = -1;
 
 	if (mw->role == ROLE_SYNCER && master_syncer_pair(m, &cfd) == -1)
@@ -173,23 +238,15 @@ master_spawn_role(struct master *m, struct mworker *mw)
 		log_warn("master: fork");
 		return -1;
 	case 0:
-		master_child_setup(m, mw->role == ROLE_PROBER ? "prober" : "syncer");
-		for (i = 0; i < m->nls; i++)
-			for (p = 0; p < m->nworkers; p++)
-				close(m->lfds[i][p]);
-		for (p = 0; p < m->nworkers; p++)
-			if (m->afds[p] != -1)
-				close(m->afds[p]);
-		if (m->control_fd != -1)
-			close(m->control_fd);
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		/* the syncer's liveness is its pair: the master holds the other end */
+		master_child_setup(m, mw->role == ROLE_PROBER ? "prober" : "syncer",
+		    mw->role == ROLE_SYNCER ? &cfd : &m->alive[0], 1);
 		if (priv_drop(&m->priv) == -1)
 			_exit(1);
-		if (mw->role == ROLE_SYNCER) {
-			close(m->syncer_fd);
+		master_child_pdeathsig(m);
+		if (mw->role == ROLE_SYNCER)
 			_exit(syncer_main(m->conf, cfd));
-		}
-		_exit(prober_main(m->conf, m->shm));
+		_exit(prober_main(m->conf, m->shm, m->alive[0]));
 	}
 	if (cfd != -1)
 		close(cfd);
@@ -204,7 +261,7 @@ static int
 master_spawn(struct master *m, struct mworker *mw)
 {
 	pid_t	pid;
-	int	fds[CONF_LISTEN_MAX], sv[2];
+	int	fds[CONF_LISTEN_MAX + 3], sv[2];
 	size_t	i;
 
 	if (mw->role != ROLE_WORKER)
@@ -235,26 +292,16 @@ master_spawn(struct master *m, struct mworker *mw)
 		{
 			char name[32];
 
+			/* our position's listeners; the others' are the master's */
+			fds[m->nls] = m->afds[mw->pos];
+			fds[m->nls + 1] = m->alive[0];
+			fds[m->nls + 2] = sv[1];	/* -1 without an admin listener */
 			snprintf(name, sizeof(name), "worker %u", mw->pos);
-			master_child_setup(m, name);
-		}
-		/* the other positions' sockets are the master's, not ours */
-		for (i = 0; i < m->nls; i++) {
-			uint32_t p;
-
-			for (p = 0; p < m->nworkers; p++)
-				if (p != mw->pos)
-					close(m->lfds[i][p]);
-		}
-		{
-			uint32_t p;
-
-			for (p = 0; p < m->nworkers; p++)
-				if (p != mw->pos && m->afds[p] != -1)
-					close(m->afds[p]);
+			master_child_setup(m, name, fds, m->nls + 3);
 		}
 		_exit(worker_main(m->conf, m->shm, mw->stripe, mw->generation,
-		    fds, m->nls, m->afds[mw->pos], sv[1], &m->priv));
+		    fds, m->nls, m->afds[mw->pos], sv[1], &m->priv, m->alive[0],
+		    m->pid));
 	}
 	if (sv[0] != -1) {
 		close(sv[1]);
@@ -577,6 +624,15 @@ master_main(struct master *m)
 	}
 	if (m->pfh != NULL)
 		pidfile_write(m->pfh);
+	/*
+	 * Every child holds the read end of this pipe and nobody but the
+	 * master the write end: the master's death is EOF in each child's
+	 * loop, whoever the child's parent becomes (a subreaper, a
+	 * container's init) and whatever its credentials did to PDEATHSIG.
+	 */
+	m->pid = getpid();
+	if (pipe2(m->alive, O_CLOEXEC) == -1)
+		fatal("master: pipe");
 	if (control_init(m) == -1)
 		log_warnx("master: no control socket; routerctl will not reach this routerd");
 
@@ -637,6 +693,8 @@ master_main(struct master *m)
 	/* give everything back, so that leak checkers see only real leaks */
 	if (m->syncer_fd != -1)
 		close(m->syncer_fd);
+	close(m->alive[0]);
+	close(m->alive[1]);
 	ev_close(&m->loop);
 	shm_destroy(m->shm);
 	conf_free(m->conf);

@@ -59,6 +59,8 @@ struct master {
 	uint64_t	 reload_deadline;
 	int		 reload_pending;	/* a reload waits for old workers to free stripes */
 	struct priv_id	 priv;		/* what the children run as */
+	pid_t		 pid;		/* the master's own, for the children's checks */
+	int		 alive[2];	/* pipe: children hold [0], the master alone [1] */
 };
 
 int	 master_main(struct master *);
@@ -76,7 +78,8 @@ void	 master_title(const char *);
  * master_reload() parses the config file again and, if it is good,
  * applies it (new worker generation, old one drained); on a bad file it
  * keeps the running config, writes "FILE:LINE:COL: message" lines into
- * err and returns -1.  master_stop() is SIGTERM (drain = 0) or SIGQUIT
+ * err and returns -1.  A file with host names returns 1 (err says so):
+ * a helper looks them up and the reload runs again when it answers.  master_stop() is SIGTERM (drain = 0) or SIGQUIT
  * (drain = 1).  master_table_changed() bumps the table generation after
  * descriptor writes.
  */
@@ -88,6 +91,24 @@ void	 master_spawn_generation(struct master *);
 uint32_t master_free_stripes(struct master *);
 void	 master_stop(struct master *, int drain);
 void	 master_log_reopen(struct master *);
+
+/*
+ * Fork a short-lived helper ("routerd: TITLE"): in the child, every
+ * descriptor but keep_fd (and stdio) is closed, privileges are dropped and
+ * the parent-death signal set; it returns 0 there.  In the master it
+ * returns the pid, or -1.  master_reap() reaps helpers like any child.
+ */
+pid_t	 master_fork_helper(struct master *, const char *title, int keep_fd);
+
+/*
+ * master/resolve.c: host names for a reload.  resolve_begin() before
+ * conf_load() answers names from the last lookups (numeric addresses need
+ * none); resolve_end() after it returns 0 (nothing was missing: use the
+ * result), 1 (names were missing: a helper looks them up, and the reload
+ * runs again when it is done; err says so) or -1 (err says why not).
+ */
+void	 resolve_begin(struct master *);
+int	 resolve_end(struct master *, char *err, size_t errlen);
 
 /* master/control.c: the control socket (routerctl).  init: 0 or -1 (logged). */
 int	 control_init(struct master *);

@@ -135,7 +135,7 @@ master_reload(struct master *m, char *err, size_t errlen)
 	char		*text = NULL;
 	size_t		 textlen = 0, i, freeslots = 0;
 	FILE		*ef;
-	int		 nerr = 0;
+	int		 nerr = 0, rc;
 	int		 nfds[CONF_LISTEN_MAX][SHM_WORKERS_MAX], nafds[SHM_WORKERS_MAX];
 	uint32_t	 nworkers, p;
 	const char	*name = m->conffile ? m->conffile : "<default>";
@@ -148,8 +148,18 @@ master_reload(struct master *m, char *err, size_t errlen)
 		snprintf(err, errlen, "reload: %s", strerror(errno));
 		return -1;
 	}
+	/* host names come from a helper: the master's loop never waits on DNS */
+	resolve_begin(m);
 	nc = conf_load(m->conffile, m->flags, m->nflags, ef, &nerr);
 	fclose(ef);
+	if ((rc = resolve_end(m, err, errlen)) != 0) {
+		if (nc != NULL)
+			conf_free(nc);
+		free(text);
+		if (rc == -1)
+			log_warnx("%s", err);
+		return rc;
+	}
 	if (nc == NULL) {
 		char *line, *save = NULL;
 

@@ -507,11 +507,23 @@ prober_signal(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 			ps->p->stop = 1;
 }
 
+/* The master's liveness pipe: readable only at EOF, when the master is gone. */
+static void
+prober_master_gone(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct prober_sig	*ps = (struct prober_sig *)io;
+
+	if (!ps->p->stop)
+		log_warnx("prober: the master is gone; stopping");
+	ps->p->stop = 1;
+	ev_del(l, io);
+}
+
 int
-prober_main(struct conf *cf, struct shm_hdr *shm)
+prober_main(struct conf *cf, struct shm_hdr *shm, int master_fd)
 {
 	struct prober		 p;
-	struct prober_sig	 sig;
+	struct prober_sig	 sig, mwatch;
 	sigset_t		 mask;
 	uint32_t		 i;
 
@@ -521,7 +533,6 @@ prober_main(struct conf *cf, struct shm_hdr *shm)
 	p.bc.threshold = (uint32_t)cf->breaker.threshold;
 	p.bc.timeout_ms = (uint64_t)cf->breaker.timeout_ms;
 	p.bc.half_open = (uint32_t)cf->breaker.half_open_requests;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -540,6 +551,13 @@ prober_main(struct conf *cf, struct shm_hdr *shm)
 	sig.p = &p;
 	if (ev_add(&p.loop, &sig.io, EPOLLIN) == -1)
 		fatal("prober: epoll_ctl");
+	if (master_fd != -1) {
+		mwatch.io.fd = master_fd;
+		mwatch.io.cb = prober_master_gone;
+		mwatch.p = &p;
+		if (ev_add(&p.loop, &mwatch.io, EPOLLIN) == -1)
+			fatal("prober: epoll_ctl master pipe");
+	}
 	p.rng = ((uint64_t)getpid() << 32) ^ shm_now_ms() ^ 0x9e3779b97f4a7c15ULL;
 	if ((p.s = calloc(shm->max_backends, sizeof(*p.s))) == NULL)
 		fatal("prober: calloc");
@@ -562,8 +580,6 @@ prober_main(struct conf *cf, struct shm_hdr *shm)
 	while (!p.stop) {
 		if (ev_run_once(&p.loop, 1000) == -1)
 			fatal("prober: epoll_wait");
-		if (getppid() == 1)
-			break;		/* the master is gone */
 	}
 	for (i = 0; i < p.n; i++)
 		if (p.s[i].ready)

@@ -10,9 +10,10 @@
  * the master after the table is loaded.  It is the only writer of the
  * prober fields of every slot (health, breaker, latency, check times,
  * trial tickets when half-opening).  It follows the table's generation for
- * membership, exits 0 on SIGTERM or when the master dies.  Never blocks:
- * one epoll loop checks every backend concurrently.
+ * membership, exits 0 on SIGTERM or when the master dies (master_fd, the
+ * read end of the master's liveness pipe, reports EOF; -1: not watched).
+ * Never blocks: one epoll loop checks every backend concurrently.
  */
-int	 prober_main(struct conf *, struct shm_hdr *);
+int	 prober_main(struct conf *, struct shm_hdr *, int master_fd);
 
 #endif

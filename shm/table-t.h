@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			7u	/* 5: stable pool ids; 6: held body counters; 7: registry counters */
+#define SHM_ABI			8u	/* 5: stable pool ids; 6: held bodies; 7: registry; 8: accept/free lists */
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -181,6 +181,9 @@ struct shm_worker {
 	_Atomic uint64_t accepted;		/* client connections accepted, total */
 	_Atomic uint64_t hold_bytes;		/* request body memory held now */
 	_Atomic uint64_t hold_refused;		/* bodies that streamed: hold memory spent */
+	_Atomic uint64_t accept_paused;		/* times it stopped accepting at limits.connections */
+	_Atomic uint32_t free_bufs;		/* WORKER_BUFSZ blocks on its free list */
+	_Atomic uint32_t free_fwd;		/* forward blocks on its free list */
 };
 
 struct shm_model {

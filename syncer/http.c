@@ -65,11 +65,22 @@ syncer_fetch_cleanup(void)
 	syncer_ssl_ctx = NULL;
 }
 
-/* Wait for events on c->fd until the deadline; 0, or -1 (timed out, reason set). */
+static int	 fetch_watch_fd = -1;
+
+void
+syncer_fetch_watch(int fd)
+{
+	fetch_watch_fd = fd;
+}
+
+/*
+ * Wait for events on c->fd until the deadline; 0, or -1 (timed out, or
+ * the watched descriptor says the master is gone; reason set).
+ */
 static int
 fetch_wait(struct hconn *c, short events)
 {
-	struct pollfd	pfd;
+	struct pollfd	pfd[2];
 	uint64_t	now;
 	int		n;
 
@@ -79,17 +90,25 @@ fetch_wait(struct hconn *c, short events)
 			snprintf(c->err, c->errlen, "timed out");
 			return -1;
 		}
-		pfd.fd = c->fd;
-		pfd.events = events;
-		pfd.revents = 0;
-		n = poll(&pfd, 1, (int)(c->deadline - now));
+		pfd[0].fd = c->fd;
+		pfd[0].events = events;
+		pfd[0].revents = 0;
+		pfd[1].fd = fetch_watch_fd;	/* poll() skips a negative fd */
+		pfd[1].events = POLLIN;
+		pfd[1].revents = 0;
+		n = poll(pfd, 2, (int)(c->deadline - now));
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
 			snprintf(c->err, c->errlen, "poll: %s", strerror(errno));
 			return -1;
 		}
-		if (n > 0)
+		if (pfd[1].revents != 0) {
+			/* the master sends nothing while we fetch: readable means closed */
+			snprintf(c->err, c->errlen, "the master is gone");
+			return -1;
+		}
+		if (pfd[0].revents != 0)
 			return 0;
 	}
 }

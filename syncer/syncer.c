@@ -163,8 +163,9 @@ syncer_round(struct syncer *s)
 }
 
 /*
- * Wait until the next round is due.  Returns -1 when the master is gone
- * (its end closed, or we were re-parented).
+ * Wait until the next round is due.  Returns -1 when the master is gone:
+ * its end of the pair closed (the master alone holds it, so this is its
+ * death, whoever our parent is now).
  */
 static int
 syncer_sleep(struct syncer *s, uint64_t until)
@@ -174,8 +175,6 @@ syncer_sleep(struct syncer *s, uint64_t until)
 	char		c;
 
 	while ((now = shm_mono_ms()) < until) {
-		if (getppid() == 1)
-			return -1;
 		pfd.fd = s->fd;
 		pfd.events = POLLIN;
 		pfd.revents = 0;
@@ -215,6 +214,7 @@ syncer_main(struct conf *cf, int fd)
 		cf->registry.token[0] = '\0';
 	}
 	syncer_json_arena(1);
+	syncer_fetch_watch(fd);
 	log_debug("syncer: pulling %s every %d ms", cf->registry.url,
 	    cf->registry.interval_ms);
 	for (;;) {

@@ -176,5 +176,7 @@ int	 syncer_fetch(const char *url, const char *body, const char *token,
 	    int timeout_ms, size_t max_size, char **out, size_t *outlen,
 	    char *err, size_t errlen);
 void	 syncer_fetch_cleanup(void);
+/* Let syncer_fetch() give up when fd (the master's pair) turns readable; -1: none. */
+void	 syncer_fetch_watch(int fd);
 
 #endif

@@ -1,5 +1,6 @@
 /* Prometheus text exposition (format 0.0.4) of the shared table for GET /metrics. */
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,26 @@ static void
 prom_family(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One sample per running worker of a 64-bit field of its stripe (off: offsetof in struct shm_worker). */
+static void
+prom_worker_u64(FILE *f, struct shm_hdr *h, const char *name, const char *type,
+    const char *help, size_t off)
+{
+	uint32_t	k;
+
+	prom_family(f, name, type, help);
+	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++) {
+		struct shm_worker *sw = &h->workers[k];
+
+		if (atomic_load_explicit(&sw->state, memory_order_relaxed) == 0)
+			continue;
+		fprintf(f, "%s{worker=\"%u\",pid=\"%d\"} %llu\n", name, k,
+		    (int)atomic_load_explicit(&sw->pid, memory_order_relaxed),
+		    (unsigned long long)atomic_load_explicit(
+		    (_Atomic uint64_t *)(void *)((char *)sw + off), memory_order_relaxed));
+	}
 }
 
 /* name{backend="..",pool=".."[,extra]} */
@@ -320,28 +341,27 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    memory_order_relaxed),
 			    (unsigned long long)atomic_load_explicit(
 			    &h->workers[k].accepted, memory_order_relaxed));
-	prom_family(f, "routerd_worker_held_body_bytes", "gauge",
-	    "Memory the worker spends on request bodies held before routing.");
+	prom_worker_u64(f, h, "routerd_worker_held_body_bytes", "gauge",
+	    "Memory the worker spends on request bodies held before routing.",
+	    offsetof(struct shm_worker, hold_bytes));
+	prom_worker_u64(f, h, "routerd_worker_hold_refused_total", "counter",
+	    "Request bodies that streamed, or were refused, because limits.hold_memory was spent.",
+	    offsetof(struct shm_worker, hold_refused));
+	prom_worker_u64(f, h, "routerd_worker_accept_paused_total", "counter",
+	    "Times the worker stopped accepting at limits.connections.",
+	    offsetof(struct shm_worker, accept_paused));
+	prom_family(f, "routerd_worker_free_buffers", "gauge",
+	    "Buffers kept on the worker's free lists (io: 32k, fwd: retries.buffer).");
 	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
 		if (atomic_load_explicit(&h->workers[k].state,
-		    memory_order_relaxed) != 0)
-			fprintf(f, "routerd_worker_held_body_bytes{worker=\"%u\","
-			    "pid=\"%d\"} %llu\n", k,
-			    (int)atomic_load_explicit(&h->workers[k].pid,
-			    memory_order_relaxed),
-			    (unsigned long long)atomic_load_explicit(
-			    &h->workers[k].hold_bytes, memory_order_relaxed));
-	prom_family(f, "routerd_worker_hold_refused_total", "counter",
-	    "Request bodies that streamed, or were refused, because limits.hold_memory was spent.");
-	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)
-		if (atomic_load_explicit(&h->workers[k].state,
-		    memory_order_relaxed) != 0)
-			fprintf(f, "routerd_worker_hold_refused_total{worker=\"%u\","
-			    "pid=\"%d\"} %llu\n", k,
-			    (int)atomic_load_explicit(&h->workers[k].pid,
-			    memory_order_relaxed),
-			    (unsigned long long)atomic_load_explicit(
-			    &h->workers[k].hold_refused, memory_order_relaxed));
+		    memory_order_relaxed) != 0) {
+			fprintf(f, "routerd_worker_free_buffers{worker=\"%u\","
+			    "list=\"io\"} %u\n", k, atomic_load_explicit(
+			    &h->workers[k].free_bufs, memory_order_relaxed));
+			fprintf(f, "routerd_worker_free_buffers{worker=\"%u\","
+			    "list=\"fwd\"} %u\n", k, atomic_load_explicit(
+			    &h->workers[k].free_fwd, memory_order_relaxed));
+		}
 	prom_pool_queues(w, f);
 	prom_family(f, "routerd_worker_queued_requests", "gauge",
 	    "Requests waiting in the worker's FIFO for a backend slot.");

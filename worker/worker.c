@@ -16,7 +16,41 @@
 #include "worker/mctl.h"
 #include "worker/worker.h"
 
-#define MAX_FREE_BUFS	256
+/*
+ * Free lists keep blocks for the next connection, not forever: past these
+ * caps a block is freed, so a burst of connections does not leave its
+ * memory parked in a worker.  Forward blocks are retries.buffer + 1k, so
+ * their cap is in bytes as well as in blocks.
+ */
+#define MAX_FREE_BUFS	256			/* 8 MiB of 32k blocks */
+#define MAX_FREE_FWD	64
+#define MAX_FREE_FWD_BYTES (16 * 1024 * 1024)
+
+/* routerd -t refuses what these sizes cannot hold (conf/conf.h). */
+_Static_assert(CONF_HEAD_BUF == WORKER_BUFSZ, "limits.header_size bound is the head buffer");
+_Static_assert(CONF_HEAD_FIELDS == WORKER_HDR_MAX, "limits.header_count bound is the parsed head");
+_Static_assert(CONF_RETRIES_MAX == BAL_EXCLUDE_MAX, "retries.max bound is the exclusion set");
+
+/* The free lists' lengths into our stripe, for routerctl show workers and /metrics. */
+static void
+worker_free_publish(struct worker *w)
+{
+	if (w->shm == NULL)
+		return;
+	atomic_store_explicit(&w->shm->workers[w->index].free_bufs,
+	    (uint32_t)w->nfreebufs, memory_order_relaxed);
+	atomic_store_explicit(&w->shm->workers[w->index].free_fwd,
+	    (uint32_t)w->nfreefwd, memory_order_relaxed);
+}
+
+/* The most forward blocks of w->fwdsz bytes the free list keeps. */
+size_t
+worker_fwd_cap(const struct worker *w)
+{
+	size_t	n = w->fwdsz ? MAX_FREE_FWD_BYTES / w->fwdsz : MAX_FREE_FWD;
+
+	return n < MAX_FREE_FWD ? n : MAX_FREE_FWD;
+}
 
 char *
 worker_buf_get(struct worker *w)
@@ -26,6 +60,7 @@ worker_buf_get(struct worker *w)
 	if ((b = w->freebufs) != NULL) {
 		w->freebufs = *(char **)b;
 		w->nfreebufs--;
+		worker_free_publish(w);
 		return b;
 	}
 	return malloc(WORKER_BUFSZ);
@@ -70,6 +105,7 @@ worker_buf_put(struct worker *w, char *b)
 	*(char **)b = w->freebufs;
 	w->freebufs = b;
 	w->nfreebufs++;
+	worker_free_publish(w);
 }
 
 char *
@@ -79,6 +115,8 @@ worker_fwd_get(struct worker *w)
 
 	if ((b = w->freefwd) != NULL) {
 		w->freefwd = *(char **)b;
+		w->nfreefwd--;
+		worker_free_publish(w);
 		return b;
 	}
 	return malloc(w->fwdsz);
@@ -87,8 +125,14 @@ worker_fwd_get(struct worker *w)
 void
 worker_fwd_put(struct worker *w, char *b)
 {
+	if (w->nfreefwd >= worker_fwd_cap(w)) {
+		free(b);
+		return;
+	}
 	*(char **)b = w->freefwd;
 	w->freefwd = b;
+	w->nfreefwd++;
+	worker_free_publish(w);
 }
 
 /* retries.on_status ("502,503,504", checked by conf/) as a bitmap. */
@@ -189,10 +233,63 @@ worker_resume_accept(struct ev_loop *l, struct ev_timer *t)
 	struct worker	*w = (struct worker *)((char *)t - offsetof(struct worker, accept_timer));
 	size_t		 i;
 
-	if (w->draining)
+	if (w->draining || w->at_limit)
 		return;
 	for (i = 0; i < w->nls; i++)
 		ev_add(&w->loop, &w->ls[i].io, EPOLLIN);
+}
+
+/*
+ * limits.connections: at the limit the listeners leave the loop (new
+ * connections wait in the kernel's listen queue, nothing is accepted and
+ * closed); they come back as soon as a connection closes.  One line when
+ * an episode starts, one when the queue is empty again below the limit.
+ */
+static void
+worker_limit_reached(struct worker *w)
+{
+	size_t	i;
+
+	if (!w->at_limit) {
+		w->at_limit = 1;
+		if (!ev_timer_armed(&w->accept_timer))
+			for (i = 0; i < w->nls; i++)
+				ev_del(&w->loop, &w->ls[i].io);
+	}
+	if (w->refusing)
+		return;
+	w->refusing = 1;
+	w->refuse_since = w->loop.now;
+	atomic_store_explicit(&w->shm->workers[w->index].accept_paused,
+	    atomic_load_explicit(&w->shm->workers[w->index].accept_paused,
+	    memory_order_relaxed) + 1, memory_order_relaxed);
+	log_warnx("worker %u: %zu connections, limits.connections reached: "
+	    "not accepting until one closes", w->index, w->nclients);
+}
+
+/* After a loop turn: a connection closed below the limit, so take the queue again. */
+static void
+worker_limit_check(struct worker *w)
+{
+	size_t	i;
+
+	if (!w->at_limit || w->nclients >= (size_t)w->conf->limits.connections)
+		return;
+	w->at_limit = 0;
+	if (w->draining || ev_timer_armed(&w->accept_timer))
+		return;
+	for (i = 0; i < w->nls; i++)
+		ev_add(&w->loop, &w->ls[i].io, EPOLLIN);
+}
+
+static void
+worker_limit_over(struct worker *w)
+{
+	if (!w->refusing)
+		return;
+	w->refusing = 0;
+	log_info("worker %u: accepting again, below limits.connections after "
+	    "%llu ms", w->index, (unsigned long long)(w->loop.now - w->refuse_since));
 }
 
 static void
@@ -218,9 +315,15 @@ worker_accept(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 		struct sockaddr_storage	ss;
 		socklen_t		len = sizeof(ss);
 
+		if (w->nclients >= (size_t)w->conf->limits.connections) {
+			worker_limit_reached(w);
+			return;
+		}
 		fd = accept4(io->fd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
+			if (errno == EAGAIN)
+				worker_limit_over(w);	/* the queue is empty */
 			if (errno == EAGAIN || errno == EINTR)
 				return;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -295,6 +398,23 @@ worker_signal(struct ev_loop *l, struct ev_io *io, uint32_t ev)
 	}
 }
 
+/* The master's liveness pipe: readable only at EOF, when the master is gone. */
+struct masterwatch {
+	struct ev_io	 io;
+	struct worker	*w;
+};
+
+static void
+worker_master_gone(struct ev_loop *l, struct ev_io *io, uint32_t ev)
+{
+	struct masterwatch	*mw = (struct masterwatch *)io;
+
+	if (!mw->w->stop)
+		log_warnx("worker %u: the master is gone; stopping", mw->w->index);
+	mw->w->stop = 1;
+	ev_del(l, io);
+}
+
 static void
 worker_free_zombies(struct worker *w)
 {
@@ -319,15 +439,15 @@ worker_free_zombies(struct worker *w)
 int
 worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
     uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-    int ctl_fd, const struct priv_id *priv)
+    int ctl_fd, const struct priv_id *priv, int master_fd, pid_t master_pid)
 {
-	struct worker	 w;
-	sigset_t	 mask;
-	struct sigwatch	 sig;
-	size_t		 i;
-	uint32_t	 npools;
-	uint64_t	 orphan_check;
-	const char	**pnames;
+	struct worker		 w;
+	sigset_t		 mask;
+	struct sigwatch		 sig;
+	struct masterwatch	 mwatch;
+	size_t			 i;
+	uint32_t		 npools = 0;
+	const char		**pnames;
 
 	memset(&w, 0, sizeof(w));
 	w.conf = cf;
@@ -354,7 +474,10 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	TAILQ_INIT(&w.waitq);
 	client_settings(&w.req_settings);
 	upstream_settings(&w.resp_settings);
+	/* after priv_drop(): a credential change clears the parent-death signal */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (master_pid != 0 && getppid() != master_pid)
+		return 0;	/* it died before prctl() */
 
 	if (ev_init(&w.loop, 512) == -1)
 		fatal("worker: epoll");
@@ -397,6 +520,13 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	sig.io.cb = worker_signal;
 	sig.w = &w;
 	ev_add(&w.loop, &sig.io, EPOLLIN);
+	if (master_fd != -1) {
+		mwatch.io.fd = master_fd;
+		mwatch.io.cb = worker_master_gone;
+		mwatch.w = &w;
+		if (ev_add(&w.loop, &mwatch.io, EPOLLIN) == -1)
+			fatal("worker: epoll_ctl master pipe");
+	}
 
 	if ((w.ls = calloc(nlisten + 1, sizeof(*w.ls))) == NULL)
 		fatal("worker: calloc");
@@ -423,7 +553,6 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	atomic_store_explicit(&shm->workers[index].state, 1, memory_order_release);
 	log_debug("worker %u: ready", index);
 
-	orphan_check = 0;
 	while (!w.stop) {
 		if (ev_run_once(&w.loop, 1000) == -1)
 			fatal("worker: epoll_wait");
@@ -434,21 +563,12 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 		}
 		worker_free_zombies(&w);
 		adminconn_free_zombies();
+		worker_limit_check(&w);
 		if (shm_gen(shm) != w.gen)
 			worker_refresh(&w);
 		if (w.draining && ((w.nclients == 0 && adminconn_count() == 0) ||
 		    w.loop.now >= w.drain_deadline))
 			break;
-		/*
-		 * PDEATHSIG stops us when the master dies; this catches the
-		 * death it cannot (before prctl).  Once a second: a syscall
-		 * per loop turn costs a microsecond on a PTI kernel.
-		 */
-		if (w.loop.now >= orphan_check) {
-			orphan_check = w.loop.now + 1000;
-			if (getppid() == 1)
-				break;		/* the master is gone */
-		}
 	}
 	accesslog_flush(&w);
 	atomic_store_explicit(&shm->workers[index].state, 0, memory_order_relaxed);

@@ -165,6 +165,9 @@ struct worker {
 	struct listener		*ls;
 	size_t			 nls;
 	struct ev_timer		 accept_timer;	/* re-enables accept after EMFILE */
+	int			 at_limit;	/* listeners off: limits.connections reached */
+	int			 refusing;	/* between the two log lines of a limit episode */
+	uint64_t		 refuse_since;	/* ms: that episode began */
 	uint64_t		 gen;		/* table generation of our view */
 	struct wview		 view;
 	struct wbackend		*wb;
@@ -183,6 +186,7 @@ struct worker {
 	char			*freebufs;	/* free list of WORKER_BUFSZ blocks */
 	size_t			 nfreebufs;
 	char			*freefwd;	/* free list of fwd blocks */
+	size_t			 nfreefwd;
 	size_t			 fwdsz;
 	uint64_t		 hold_used;	/* bytes of held request bodies (limits.hold_memory) */
 	int			 sigfd;
@@ -196,18 +200,29 @@ struct worker {
 
 /* worker.c */
 struct priv_id;
-/* Runs a worker; drops to priv (after opening the access log) before it serves. */
+/*
+ * Runs a worker; drops to priv (after opening the access log) before it
+ * serves.  master_fd is the read end of the master's liveness pipe (EOF:
+ * the master is gone, so stop), master_pid the parent it must still have
+ * once PDEATHSIG is set; -1 and 0 for none.
+ */
 int	 worker_main(struct conf *, struct shm_hdr *, uint32_t index,
 	    uint32_t generation, int *listen_fds, size_t nlisten, int admin_fd,
-	    int ctl_fd, const struct priv_id *priv);
+	    int ctl_fd, const struct priv_id *priv, int master_fd, pid_t master_pid);
 /* Grow b to hold need more bytes (admin answers); 0 or -1.  Grown buffers are freed, not pooled. */
 int	 worker_buf_grow(struct buf *, size_t need);
 void	 worker_buf_release(struct worker *, struct buf *);
 void	 worker_refresh(struct worker *);
 char	*worker_buf_get(struct worker *);
 void	 worker_buf_put(struct worker *, char *);
+/*
+ * Block free lists: get reuses a kept block or mallocs one (NULL: out of
+ * memory); put keeps it while the list is under its cap (256 buffers;
+ * worker_fwd_cap() forward blocks, at most 64 and 16 MiB), else frees it.
+ */
 char	*worker_fwd_get(struct worker *);
 void	 worker_fwd_put(struct worker *, char *);
+size_t	 worker_fwd_cap(const struct worker *);
 
 /* client.c */
 void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *);

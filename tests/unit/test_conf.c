@@ -633,7 +633,7 @@ Test(conf, bad_env_and_flags)
 	cr_assert_not_null(strstr(errbuf, "ROUTER_RETRY_DELAY: '-1' is not a "
 	    "duration"));
 	cr_assert_not_null(strstr(errbuf, "ROUTER_WORKER_THREADS: '65' is not "
-	    "an integer from 1 to 64"));
+	    "an integer from 1 to 32"));
 }
 
 Test(conf, error_positions)
@@ -967,7 +967,7 @@ Test(conf, limits_and_ranges)
 	expect_error("1:23", "limits.uri (8192) is larger than");
 	expect_error("2:16", "path 'health' must start with /");
 	expect_error("3:19", "must not be empty");
-	expect_error("4:10", "workers: '65' is not an integer from 1 to 64");
+	expect_error("4:10", "workers: '65' is not an integer from 1 to 32");
 
 	c = load_yaml("workers: auto\nlimits: {body: 10g, uri: 1k}\n"
 	    "health: {type: none, interval: 1m30s}\n"
@@ -981,6 +981,57 @@ Test(conf, limits_and_ranges)
 	cr_assert_geq(c->workers, 1);
 	assert_round_trip(c);
 	conf_free(c);
+}
+
+/*
+ * routerd -t refuses what the workers cannot honour instead of clamping it,
+ * and says which limit: the head buffer, the parsed head, the exclusion set.
+ */
+Test(conf, limits_the_code_cannot_honour)
+{
+	struct conf	*c;
+
+	c = load_yaml("limits:\n  header_size: 64k\n  header_count: 257\n"
+	    "  uri: 33k\n"
+	    "retries:\n  max: 9\n  buffer: 16k\n"
+	    "backends: [{address: 127.0.0.1:1}]\n", NULL, 0);
+	cr_assert_null(c);
+	expect_error("2:16", "limits.header_size: 64k is out of range (1k to 32k): "
+	    "a request head must fit the worker's 32k input buffer");
+	expect_error("3:17", "limits.header_count: '257' is not an integer from "
+	    "1 to 256: a parsed head holds at most 256 fields");
+	expect_error("4:8", "limits.uri: 33k is out of range (64 to 32k)");
+	expect_error("6:8", "retries.max: '9' is not an integer from 0 to 8: "
+	    "each failed backend is excluded");
+	expect_error("7:11", "retries.buffer: 16k is out of range (32k to 1g): "
+	    "the retry buffer also carries the request head");
+	cr_assert_eq(nerr, 5, "%s", errbuf);
+
+	/* the master could not run 33 workers beside a reload's next generation */
+	c = load_yaml("workers: 33\nbackends: [{address: 127.0.0.1:1}]\n", NULL, 0);
+	cr_assert_null(c);
+	expect_error("1:10", "workers: '33' is not an integer from 1 to 32: a reload "
+	    "runs the old and the new workers side by side");
+
+	/* the bounds themselves are honoured, and so taken */
+	c = load_yaml("limits: {header_size: 32k, header_count: 256, uri: 32k}\n"
+	    "retries: {max: 8, buffer: 32k}\n"
+	    "backends: [{address: 127.0.0.1:1}]\n", NULL, 0);
+	cr_assert_not_null(c, "%s", errbuf);
+	cr_assert_eq(c->limits.header_size, 32768);
+	cr_assert_eq(c->limits.header_count, 256);
+	cr_assert_eq(c->retries.max, 8);
+	cr_assert_eq(c->retries.buffer, 32768);
+	cr_assert_eq(c->limits.connections, 10000);
+	conf_free(c);
+
+	/* the environment is held to the same limit */
+	setenv("ROUTER_MAX_RETRIES", "20", 1);
+	c = load_yaml("backends: [{address: 127.0.0.1:1}]\n", NULL, 0);
+	unsetenv("ROUTER_MAX_RETRIES");
+	cr_assert_null(c);
+	cr_assert(strstr(errbuf, "ROUTER_MAX_RETRIES") != NULL &&
+	    strstr(errbuf, "exclusion set holds 8") != NULL, "%s", errbuf);
 }
 
 Test(conf, null_and_quoted_values)
