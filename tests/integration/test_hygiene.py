@@ -512,8 +512,12 @@ def test_free_lists_bounded_after_a_burst(env):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             s.sendall(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n")
             socks.append(s)
-        (w,) = [x for x in _ctl_json(ctlsock, "show", "workers") if x["role"] == "worker"]
-        peak = w["conns"]
+        # the worker takes them from its listen queue as fast as it can: watch it do so
+        peak, until = 0, time.time() + 2
+        while peak < 2000 and time.time() < until:
+            (w,) = [x for x in _ctl_json(ctlsock, "show", "workers") if x["role"] == "worker"]
+            peak = max(peak, w["conns"])
+            time.sleep(0.05)
         answered = 0
         for s in socks:
             if _read_response(s).startswith(b"HTTP/1.1 200"):
