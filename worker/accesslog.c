@@ -75,7 +75,7 @@ accesslog_request(struct client *c)
 	struct timespec	 ts;
 	int		 n;
 
-	if (w->alog_fd == -1 || c->t_start == 0)
+	if (w->alog_fd == -1 || c->x.t_start == 0)
 		return;
 	if (buf_room(&w->alog) < 512)
 		accesslog_flush(w);
@@ -91,11 +91,11 @@ accesslog_request(struct client *c)
 	}
 	n = snprintf(w->alog.data + w->alog.wpos, buf_room(&w->alog),
 	    "%s %s \"%s\" %d %llu %llums %s %d %s\n", w->alog_time, c->ip,
-	    c->logreq[0] ? c->logreq : "-", c->status,
-	    (unsigned long long)c->bytes_out,
-	    (unsigned long long)(w->loop.now - c->t_start),
-	    c->slot >= 0 ? w->wb[c->slot].name : "-",
-	    c->attempts > 1 ? c->attempts - 1 : 0, c->rid[0] ? c->rid : "-");
+	    c->x.logreq[0] ? c->x.logreq : "-", c->x.status,
+	    (unsigned long long)c->x.bytes_out,
+	    (unsigned long long)(w->loop.now - c->x.t_start),
+	    c->x.slot >= 0 ? w->wb[c->x.slot].name : "-",
+	    c->x.attempts > 1 ? c->x.attempts - 1 : 0, c->x.rid[0] ? c->x.rid : "-");
 	if (n > 0 && (size_t)n < buf_room(&w->alog))
 		w->alog.wpos += (size_t)n;
 }

@@ -26,19 +26,19 @@ hold_begin(struct client *c, uint64_t want)
 	struct worker	*w = c->w;
 	size_t		 hold = w->conf->limits.hold;
 
-	c->holding = c->hold_nomem = 0;
+	c->x.holding = c->x.hold_nomem = 0;
 	if (hold == 0 || want > hold)
 		return 0;
 	if (w->hold_used + c->fwd.cap > w->conf->limits.hold_memory) {
 		shm_ctr_add(&w->shm->workers[w->index].hold_refused, 1);
-		c->hold_nomem = 1;
+		c->x.hold_nomem = 1;
 		return 0;
 	}
-	c->hold_acct = c->fwd.cap;
-	w->hold_used += c->hold_acct;
-	c->holding = 1;
+	c->x.hold_acct = c->fwd.cap;
+	w->hold_used += c->x.hold_acct;
+	c->x.holding = 1;
 	hold_publish(w);
-	if (want > 0 && hold_grow(c, c->fwd_head + want + HOLD_SLACK) == -1) {
+	if (want > 0 && hold_grow(c, c->x.fwd_head + want + HOLD_SLACK) == -1) {
 		hold_end(c);
 		return 0;
 	}
@@ -54,26 +54,26 @@ int
 hold_grow(struct client *c, size_t need)
 {
 	struct worker	*w = c->w;
-	size_t		 max = c->fwd_head + w->conf->limits.hold + HOLD_SLACK, ncap;
+	size_t		 max = c->x.fwd_head + w->conf->limits.hold + HOLD_SLACK, ncap;
 	char		*nd;
 
-	if (!c->holding)
+	if (!c->x.holding)
 		return -1;
 	if (need <= c->fwd.cap)
 		return 0;
 	if (need > max)
 		return -1;
 	/* a body of known size gets just that; a chunked one grows by doubling */
-	if (c->req_body == BODY_LENGTH)
+	if (c->x.req_body == BODY_LENGTH)
 		ncap = need;
 	else
 		for (ncap = c->fwd.cap; ncap < need; ncap *= 2)
 			;
 	if (ncap > max)
 		ncap = max;
-	if (w->hold_used - c->hold_acct + ncap > w->conf->limits.hold_memory) {
+	if (w->hold_used - c->x.hold_acct + ncap > w->conf->limits.hold_memory) {
 		shm_ctr_add(&w->shm->workers[w->index].hold_refused, 1);
-		c->hold_nomem = 1;
+		c->x.hold_nomem = 1;
 		return -1;
 	}
 	if (c->fwd.cap == w->fwdsz) {
@@ -85,8 +85,8 @@ hold_grow(struct client *c, size_t need)
 	} else if ((nd = realloc(c->fwd.data, ncap)) == NULL)
 		return -1;
 	c->fwd.data = nd;
-	w->hold_used += ncap - c->hold_acct;
-	c->hold_acct = ncap;
+	w->hold_used += ncap - c->x.hold_acct;
+	c->x.hold_acct = ncap;
 	c->fwd.cap = ncap;
 	hold_publish(w);
 	return 0;
@@ -96,12 +96,12 @@ hold_grow(struct client *c, size_t need)
 void
 hold_end(struct client *c)
 {
-	if (c->hold_acct != 0) {
-		c->w->hold_used -= c->hold_acct;
-		c->hold_acct = 0;
+	if (c->x.hold_acct != 0) {
+		c->w->hold_used -= c->x.hold_acct;
+		c->x.hold_acct = 0;
 		hold_publish(c->w);
 	}
-	c->holding = 0;
+	c->x.holding = 0;
 }
 
 /* Gives c's fwd buffer back: to the pool if it is a pooled block, else to malloc. */

@@ -24,11 +24,11 @@ models_wanted(struct client *c)
 {
 	struct worker	*w = c->w;
 
-	if (c->local_models || c->pool < 0 ||
-	    (size_t)c->pool >= w->view.npools ||
-	    shm_pool_strategy(w->shm, w->view.pools[c->pool].id) != STRAT_MODEL)
+	if (c->x.local_models || c->x.pool < 0 ||
+	    (size_t)c->x.pool >= w->view.npools ||
+	    shm_pool_strategy(w->shm, w->view.pools[c->x.pool].id) != STRAT_MODEL)
 		return 0;
-	return c->req_body != BODY_NONE;
+	return c->x.req_body != BODY_NONE;
 }
 
 /* An OpenAI-style error (status, type, code, message) instead of a backend's answer. */
@@ -56,17 +56,17 @@ models_error(struct client *c, int status, const char *type, const char *code,
 		c->out.cap = WORKER_BUFSZ;
 	}
 	buf_reset(&c->out);
-	close_it = !c->msg_done || c->close_after;
-	if (reply_json(&c->out, status, root, close_it, c->rid) == -1) {
+	close_it = !c->x.msg_done || c->x.close_after;
+	if (reply_json(&c->out, status, root, close_it, c->x.rid) == -1) {
 		json_decref(root);
 		client_reply(c, status, msg);
 		return;
 	}
 	json_decref(root);
-	c->status = status;
-	c->head_sent = 1;
-	c->resp_done = 1;
-	c->resp_close = close_it;
+	c->x.status = status;
+	c->x.head_sent = 1;
+	c->x.resp_done = 1;
+	c->x.resp_close = close_it;
 	c->phase = CP_REPLY;
 }
 
@@ -89,12 +89,12 @@ models_unknown(struct client *c, const char *model)
 static const char *
 models_body(struct client *c, size_t *len, char **copy)
 {
-	const char	*p = c->fwd.data + c->fwd_head, *end = c->fwd.data + c->fwd.wpos;
+	const char	*p = c->fwd.data + c->x.fwd_head, *end = c->fwd.data + c->fwd.wpos;
 	char		*d;
 	size_t		 n = 0;
 
 	*copy = NULL;
-	if (c->req_body != BODY_CHUNKED) {
+	if (c->x.req_body != BODY_CHUNKED) {
 		*len = (size_t)(end - p);
 		return p;
 	}
@@ -127,7 +127,7 @@ models_body(struct client *c, size_t *len, char **copy)
 
 /*
  * models_route(): read "model" from the held JSON body and narrow the
- * pick to backends serving it.  Returns 0 to go on (c->breq.model set, or
+ * pick to backends serving it.  Returns 0 to go on (c->x.breq.model set, or
  * -1 when the body names none), -1 when c was answered (unknown model).
  */
 int
@@ -139,9 +139,9 @@ models_route(struct client *c)
 	size_t		 len;
 	int		 id, r;
 
-	if (!c->holding || !c->msg_done) {
+	if (!c->x.holding || !c->x.msg_done) {
 		/* the body streams: nothing tells which backends serve its model */
-		if (c->hold_nomem) {
+		if (c->x.hold_nomem) {
 			models_error(c, 503, "server_error", "hold_memory_full", NULL,
 			    "routerd has no memory free to read this request's model; try again");
 			return -1;
@@ -175,11 +175,11 @@ models_route(struct client *c)
 		return -1;
 	}
 	id = shm_model_lookup(w->shm, name);
-	if (id < 0 || !balance_pool_has_model(&w->view, (uint32_t)c->pool, id)) {
+	if (id < 0 || !balance_pool_has_model(&w->view, (uint32_t)c->x.pool, id)) {
 		models_unknown(c, name);
 		return -1;
 	}
-	c->breq.model = id;
+	c->x.breq.model = id;
 	return 0;
 }
 
@@ -252,15 +252,15 @@ models_list(struct client *c)
 	}
 	c->out.cap = c->out.cap ? c->out.cap : WORKER_BUFSZ;
 	buf_reset(&c->out);
-	if (reply_json(&c->out, 200, root, c->close_after, c->rid) == -1) {
+	if (reply_json(&c->out, 200, root, c->x.close_after, c->x.rid) == -1) {
 		json_decref(root);
 		client_reply(c, 500, "model list too large");
 		return;
 	}
 	json_decref(root);
-	c->status = 200;
-	c->head_sent = 1;
-	c->resp_done = 1;
-	c->resp_close = c->close_after;
+	c->x.status = 200;
+	c->x.head_sent = 1;
+	c->x.resp_done = 1;
+	c->x.resp_close = c->x.close_after;
 	c->phase = CP_REPLY;
 }

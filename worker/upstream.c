@@ -94,16 +94,6 @@ resp_on_header_value_complete(llhttp_t *p)
 	return 0;
 }
 
-/*
- * May this request be replayed as if idempotent?  By its method, or because
- * the operator said that POST, PATCH and the like may run twice
- * (retries.non_idempotent).
- */
-static int
-up_replay_ok(const struct client *c)
-{
-	return c->idempotent || c->w->conf->retries.non_idempotent;
-}
 
 /*
  * The response head is complete.  Interim (1xx) heads are dropped: we
@@ -132,43 +122,43 @@ resp_on_headers_complete(llhttp_t *p)
 		return status == 101 ? -1 : 0;
 	}
 	if (retry_status_wanted(c->w->retry_status, status, &(struct retry_facts){
-	    .err = UPE_STATUS, .idempotent = up_replay_ok(c), .held = c->fwd_whole,
-	    .answered = c->resp_started || c->head_sent, .complete = c->msg_done },
-	    c->attempts, c->w->conf->retries.max)) {
+	    .err = UPE_STATUS, .idempotent = exchange_replay_ok(c), .held = c->x.fwd_whole,
+	    .answered = c->x.resp_started || c->x.head_sent, .complete = c->x.msg_done },
+	    c->x.attempts, c->w->conf->retries.max)) {
 		/* not forwarded: another backend may answer it (upstream_fail decides) */
 		u->retry_status = 1;
-		c->status = status;
+		c->x.status = status;
 		return -1;
 	}
 	if (h1_response_check(p, base, &u->h) == -1)
 		return -1;
 
 	/* RFC 9112 6.3: no body follows these, whatever Content-Length says */
-	nobody = c->is_head || status == 204 || status == 304;
+	nobody = c->x.is_head || status == 204 || status == 304;
 	if (nobody)
-		c->resp_body = BODY_NONE;
+		c->x.resp_body = BODY_NONE;
 	else if (p->flags & F_CHUNKED)
-		c->resp_body = c->http10 ? BODY_EOF : BODY_CHUNKED;
+		c->x.resp_body = c->x.http10 ? BODY_EOF : BODY_CHUNKED;
 	else if (p->flags & F_CONTENT_LENGTH)
-		c->resp_body = BODY_LENGTH;
+		c->x.resp_body = BODY_LENGTH;
 	else
-		c->resp_body = c->http10 ? BODY_EOF : BODY_CHUNKED;
+		c->x.resp_body = c->x.http10 ? BODY_EOF : BODY_CHUNKED;
 	u->parser_eof_body = !nobody && !(p->flags & (F_CHUNKED | F_CONTENT_LENGTH));
 	/* decided now: llhttp resets its flags once the message completes */
 	u->keepalive = llhttp_should_keep_alive(p) && !u->parser_eof_body;
 
 	/* keep the client connection when the request is in and both sides allow it */
-	keep = !c->close_after && !c->w->draining && c->resp_body != BODY_EOF;
-	c->resp_close = !keep;
+	keep = !c->x.close_after && !c->w->draining && c->x.resp_body != BODY_EOF;
+	c->x.resp_close = !keep;
 
 	http_conn_tokens(base, &u->h, &ct);
 	if (ct.overflow)
 		return -1;
 	hr.status = status;
-	hr.body = c->resp_body;
+	hr.body = c->x.resp_body;
 	hr.nobody = nobody;
-	hr.close = c->resp_close;
-	hr.http10 = c->http10;
+	hr.close = c->x.resp_close;
+	hr.http10 = c->x.http10;
 	/* a head that does not fit the client's buffer, with room left for the body's framing */
 	{
 		size_t	start = c->out.wpos;
@@ -181,20 +171,20 @@ resp_on_headers_complete(llhttp_t *p)
 		}
 	}
 
-	c->status = status;
-	c->head_sent = 1;
-	if (c->fail_slot >= 0) {
+	c->x.status = status;
+	c->x.head_sent = 1;
+	if (c->x.fail_slot >= 0) {
 		/* a failover that worked: counted at the backend that failed first */
 		struct shm_counters *fk = shm_ctr(c->w->shm, c->w->index,
-		    (uint32_t)c->fail_slot);
+		    (uint32_t)c->x.fail_slot);
 
 		shm_ctr_add(&fk->failover_ok, 1);
-		shm_ctr_add(&fk->failover_us, (c->w->loop.now - c->t_fail) * 1000);
+		shm_ctr_add(&fk->failover_us, (c->w->loop.now - c->x.t_fail) * 1000);
 		atomic_store_explicit(&fk->last_failover_ms, shm_now_ms(),
 		    memory_order_relaxed);
-		c->fail_slot = -1;
+		c->x.fail_slot = -1;
 	}
-	lat = (c->w->loop.now - c->t_start) * 1000;
+	lat = (c->w->loop.now - c->x.t_start) * 1000;
 	shm_ctr_add(&k->status[status / 100 <= 5 ? status / 100 : 0], 1);
 	shm_ctr_add(&k->lat_sum_us, lat);
 	shm_ctr_add(&k->lat_hist[shm_lat_bucket(lat)], 1);
@@ -227,7 +217,7 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 		    buf_room(o));
 		return -1;
 	}
-	if (u->parser_eof_body && c->resp_body == BODY_CHUNKED) {
+	if (u->parser_eof_body && c->x.resp_body == BODY_CHUNKED) {
 		o->wpos += http_chunk_header(o->data + o->wpos, len);
 		buf_put(o, at, len);
 		buf_put(o, "\r\n", 2);
@@ -243,7 +233,7 @@ resp_on_chunk_header(llhttp_t *p)
 	struct upconn	*u = up_of_parser(p);
 	struct client	*c = u->cl;
 
-	if (c->resp_body == BODY_CHUNKED && p->content_length > 0) {
+	if (c->x.resp_body == BODY_CHUNKED && p->content_length > 0) {
 		c->out.wpos += http_chunk_header(c->out.data + c->out.wpos,
 		    p->content_length);
 		u->chunk_open = 1;
@@ -273,9 +263,9 @@ resp_on_message_complete(llhttp_t *p)
 		u->interim = 0;
 		return 0;
 	}
-	if (c->resp_body == BODY_CHUNKED)
+	if (c->x.resp_body == BODY_CHUNKED)
 		buf_puts(&c->out, "0\r\n\r\n");
-	c->resp_done = 1;
+	c->x.resp_done = 1;
 	return HPE_PAUSED;
 }
 
@@ -429,7 +419,7 @@ up_note_fail(struct worker *w, uint32_t slot)
  * Give the client's request a backend connection: an idle one of the
  * chosen backend, or a new one.  A backend that refuses at once is
  * skipped for the next eligible one.  Returns 0, or -1 when none is left
- * (c->attempts tells whether any was tried).
+ * (c->x.attempts tells whether any was tried).
  */
 int
 upstream_attach(struct client *c)
@@ -441,15 +431,15 @@ upstream_attach(struct client *c)
 	/* an operator's change (disable, weight, new backend) counts from the very next pick */
 	if (shm_gen(w->shm) != w->gen)
 		worker_refresh(w);
-	while (c->attempts <= w->conf->retries.max) {
+	while (c->x.attempts <= w->conf->retries.max) {
 		struct wbackend *b;
 
-		slot = balance_pick(&w->view, (uint32_t)c->pool, &c->breq);
-		if (slot == -1 && !c->on_backup_pool && c->pool >= 0 &&
-		    (size_t)c->pool < w->conf->npools && w->backup_pool[c->pool] >= 0) {
+		slot = balance_pick(&w->view, (uint32_t)c->x.pool, &c->x.breq);
+		if (slot == -1 && !c->x.on_backup_pool && c->x.pool >= 0 &&
+		    (size_t)c->x.pool < w->conf->npools && w->backup_pool[c->x.pool] >= 0) {
 			/* nothing here can take it: the pool's backup pool does (once) */
-			c->pool = w->backup_pool[c->pool];
-			c->on_backup_pool = 1;
+			c->x.pool = w->backup_pool[c->x.pool];
+			c->x.on_backup_pool = 1;
 			continue;
 		}
 		if (slot == -1)
@@ -459,8 +449,8 @@ upstream_attach(struct client *c)
 		    memory_order_relaxed) == SHM_BREAKER_HALF_OPEN &&
 		    !shm_trial_take(shm_slot(w->shm, (uint32_t)slot))) {
 			/* another worker took the last trial: not this one, not an attempt */
-			if (c->breq.nexclude < BAL_EXCLUDE_MAX) {
-				c->breq.exclude[c->breq.nexclude++] = (uint32_t)slot;
+			if (c->x.breq.nexclude < BAL_EXCLUDE_MAX) {
+				c->x.breq.exclude[c->x.breq.nexclude++] = (uint32_t)slot;
 				continue;
 			}
 			return -1;
@@ -481,9 +471,9 @@ upstream_attach(struct client *c)
 		}
 		if (u == NULL)
 			u = up_connect(w, (uint32_t)slot);
-		c->attempts++;
-		if (c->breq.nexclude < BAL_EXCLUDE_MAX)
-			c->breq.exclude[c->breq.nexclude++] = (uint32_t)slot;
+		c->x.attempts++;
+		if (c->x.breq.nexclude < BAL_EXCLUDE_MAX)
+			c->x.breq.exclude[c->x.breq.nexclude++] = (uint32_t)slot;
 		if (u != NULL)
 			break;
 		log_debug("upstream: %s: connect: %s", b->name, strerror(errno));
@@ -493,7 +483,7 @@ upstream_attach(struct client *c)
 		return -1;
 	u->cl = c;
 	c->up = u;
-	c->slot = u->slot;
+	c->x.slot = u->slot;
 	u->nreq++;
 	if (u->in.data == NULL) {
 		if ((u->in.data = worker_buf_get(w)) == NULL) {
@@ -519,7 +509,7 @@ upstream_attach(struct client *c)
 		struct shm_counters *k = up_ctr(u);
 
 		shm_ctr_add(&k->requests, 1);
-		if (c->attempts > 1)
+		if (c->x.attempts > 1)
 			shm_ctr_add(&k->retries, 1);
 		shm_inflight_add(u->w->shm, u->w->index, u->slot, 1);
 	}
@@ -538,7 +528,7 @@ up_parse(struct upconn *u)
 	size_t		 n, room;
 	llhttp_errno_t	 err;
 
-	if (buf_len(&u->in) == 0 || c->resp_done)
+	if (buf_len(&u->in) == 0 || c->x.resp_done)
 		return 0;
 	room = buf_room(&c->out);
 	if (room < OUT_MARGIN * 2) {
@@ -561,7 +551,7 @@ up_parse(struct upconn *u)
 	} else if (err == HPE_PAUSED) {
 		u->in.rpos += (size_t)(llhttp_get_error_pos(&u->parser) - p);
 		llhttp_resume(&u->parser);
-		if (u->head_done && !c->resp_done && buf_len(&u->in) == 0) {
+		if (u->head_done && !c->x.resp_done && buf_len(&u->in) == 0) {
 			/*
 			 * Paused at the end of the head with no byte after it:
 			 * step past the head now, so that an empty body completes
@@ -575,7 +565,7 @@ up_parse(struct upconn *u)
 				return -1;
 			}
 		}
-		if (c->resp_done && buf_len(&u->in) != 0)
+		if (c->x.resp_done && buf_len(&u->in) != 0)
 			u->no_reuse = 1;	/* bytes after the response: not HTTP we trust */
 	} else if (u->retry_status) {
 		upstream_fail(u, UPE_STATUS);
@@ -593,9 +583,9 @@ up_parse(struct upconn *u)
 		upstream_fail(u, UPE_BAD);
 		return -1;
 	}
-	if (u->head_done && !c->resp_started) {
-		c->resp_started = 1;
-		c->phase = c->msg_done ? CP_SENT : c->phase;
+	if (u->head_done && !c->x.resp_started) {
+		c->x.resp_started = 1;
+		c->phase = c->x.msg_done ? CP_SENT : c->phase;
 	}
 	return 1;
 }
@@ -640,7 +630,7 @@ upstream_drive(struct upconn *u)
 			c->fwd.rpos += (size_t)n;
 			shm_ctr_add(&up_ctr(u)->bytes_out, (uint64_t)n);
 			progress = 1;
-			if (!c->fwd_whole && c->fwd.rpos == c->fwd.wpos)
+			if (!c->x.fwd_whole && c->fwd.rpos == c->fwd.wpos)
 				buf_reset(&c->fwd);
 			continue;
 		}
@@ -657,11 +647,11 @@ upstream_drive(struct upconn *u)
 		upstream_fail(u, UPE_SEND);
 		return -1;
 	}
-	if (c->msg_done && c->fwd.data != NULL && buf_len(&c->fwd) == 0 && u->t_sent == 0)
+	if (c->x.msg_done && c->fwd.data != NULL && buf_len(&c->fwd) == 0 && u->t_sent == 0)
 		u->t_sent = w->loop.now;
 
 	/* response bytes */
-	while (u->rd_ready && !u->eof && !c->resp_done && buf_room(&u->in) > 0) {
+	while (u->rd_ready && !u->eof && !c->x.resp_done && buf_room(&u->in) > 0) {
 		size_t room = buf_room(&u->in);
 
 		n = read(u->io.fd, u->in.data + u->in.wpos, room);
@@ -692,7 +682,7 @@ upstream_drive(struct upconn *u)
 		progress = 1;
 		break;
 	}
-	if (progress && u->phase == UP_BUSY && !c->resp_done)
+	if (progress && u->phase == UP_BUSY && !c->x.resp_done)
 		ev_timer_after(&w->loop, &u->timer, w->conf->timeout.upstream_response_ms);
 	if (buf_len(&u->in) > 0) {
 		int r = up_parse(u);
@@ -701,7 +691,7 @@ upstream_drive(struct upconn *u)
 			return -1;
 		progress |= r;
 	}
-	if (u->eof && buf_len(&u->in) == 0 && !c->resp_done) {
+	if (u->eof && buf_len(&u->in) == 0 && !c->x.resp_done) {
 		if (!u->got_bytes) {
 			upstream_fail(u, UPE_EMPTY);
 			return -1;
@@ -719,7 +709,7 @@ upstream_drive(struct upconn *u)
 			err = llhttp_finish(&u->parser);
 
 			u->no_reuse = 1;
-			if (!((err == HPE_OK || err == HPE_PAUSED) && c->resp_done)) {
+			if (!((err == HPE_OK || err == HPE_PAUSED) && c->x.resp_done)) {
 				upstream_fail(u, UPE_TRUNCATED);
 				return -1;
 			}
@@ -728,13 +718,13 @@ upstream_drive(struct upconn *u)
 			return -1;
 		}
 	}
-	if (c->resp_done && c->up == u) {
+	if (c->x.resp_done && c->up == u) {
 		/* the whole response is ours: the connection can serve another request if the request went out whole */
-		int reuse = c->msg_done && buf_len(&c->fwd) == 0 && !u->eof &&
+		int reuse = c->x.msg_done && buf_len(&c->fwd) == 0 && !u->eof &&
 		    u->keepalive;
 
-		if (!c->msg_done)
-			c->close_after = 1, c->resp_close = 1;
+		if (!c->x.msg_done)
+			c->x.close_after = 1, c->x.resp_close = 1;
 		upstream_release(u, reuse);
 		return 1;
 	}
@@ -751,74 +741,14 @@ upstream_fail(struct upconn *u, enum up_err e)
 {
 	struct client	*c = u->cl;
 	struct worker	*w = u->w;
-	int		 replay;
-	uint32_t	 failed;
-	const char	*name = w->wb[u->slot].name;
+	uint32_t	 slot = u->slot;
+	int		 reused = u->reused;
 
 	if (e != UPE_STATUS)
-		up_note_fail(w, u->slot);	/* a 5xx was counted with its head */
-	log_debug("upstream %s: attempt failed (%d)", name, (int)e);
-	/*
-	 * Replay only what is safe: the whole request is still in fwd, and
-	 * the backend never got it (connect), or it is idempotent and failed
-	 * before any response byte (reset, close, timeout), or it answered
-	 * with a retryable status (only asked for idempotent requests).
-	 */
-	replay = retry_replayable(&(struct retry_facts){ .err = e,
-	    .idempotent = up_replay_ok(c), .held = c->fwd_whole,
-	    .answered = c->resp_started || c->head_sent, .complete = c->msg_done });
-	if ((e == UPE_EMPTY || e == UPE_SEND) && u->reused && replay) {
-		/*
-		 * A pooled connection the backend had already closed: not the
-		 * backend's fault, so it is neither an attempt nor excluded.
-		 */
-		c->attempts--;
-		if (c->breq.nexclude > 0 &&
-		    c->breq.exclude[c->breq.nexclude - 1] == u->slot)
-			c->breq.nexclude--;
-	}
-	if (replay && c->fail_slot < 0 && e != UPE_EMPTY && e != UPE_SEND) {
-		c->fail_slot = (int)u->slot;
-		c->t_fail = w->loop.now;
-		shm_ctr_add(&shm_ctr(w->shm, w->index, u->slot)->failovers, 1);
-	}
-	failed = u->slot;
+		up_note_fail(w, slot);	/* a 5xx was counted with its head */
+	log_debug("upstream %s: attempt failed (%d)", w->wb[slot].name, (int)e);
 	upstream_release(u, 0);
-	if (replay) {
-		c->fwd.rpos = 0;
-		if (upstream_attach(c) == 0) {
-			client_drive(c);
-			return;
-		}
-		/* only a backend that never got the request is worth waiting for */
-		if (e == UPE_CONNECT && client_retry_later(c, failed) == 0)
-			return;
-	}
-	if (c->head_sent || c->resp_started) {
-		client_cut(c);
-		return;
-	}
-	switch (e) {
-	case UPE_STATUS:
-		client_reply(c, c->status, "no backend could answer");
-		break;
-	case UPE_TIMEOUT:
-		client_reply(c, 504, "backend timed out");
-		break;
-	case UPE_BAD:
-		client_reply(c, 502, "backend sent an invalid response");
-		break;
-	case UPE_SEND:
-	case UPE_EMPTY:
-		client_reply(c, 502, "backend closed the connection without answering");
-		break;
-	case UPE_TRUNCATED:
-		client_reply(c, 502, "backend stopped in the middle of its answer");
-		break;
-	default:
-		client_reply(c, 502, "backend could not be reached");
-		break;
-	}
+	exchange_failed(c, slot, e, reused);
 }
 
 static void

@@ -222,7 +222,7 @@ worker_queue_tick(struct ev_loop *l, struct ev_timer *t)
 {
 	struct worker	*w = (struct worker *)((char *)t - offsetof(struct worker, queue_timer));
 
-	client_queue_run(w);
+	exchange_queue_run(w);
 	if (w->nwait > 0)
 		ev_timer_after(l, t, 20);
 }
@@ -472,7 +472,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	ev_timer_init(&w.accept_timer, worker_resume_accept);
 	ev_timer_init(&w.queue_timer, worker_queue_tick);
 	TAILQ_INIT(&w.waitq);
-	client_settings(&w.req_settings);
+	request_settings(&w.req_settings);
 	upstream_settings(&w.resp_settings);
 	/* after priv_drop(): a credential change clears the parent-death signal */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -559,7 +559,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 		accesslog_flush(&w);
 		if (w.queue_kick) {
 			w.queue_kick = 0;
-			client_queue_run(&w);
+			exchange_queue_run(&w);
 		}
 		worker_free_zombies(&w);
 		adminconn_free_zombies();

@@ -15,6 +15,7 @@
 #include "lib/ev.h"
 #include "shm/table.h"
 #include "worker/balance.h"
+#include "worker/retry.h"
 
 #define WORKER_BUFSZ		(32 * 1024)	/* client in/out, upstream in */
 #define WORKER_HDR_MAX		256		/* header fields kept per head */
@@ -61,6 +62,55 @@ enum cphase {
 struct upconn;
 struct worker;
 
+/*
+ * One request's life (DESIGN "exchange"): what the request is, where it
+ * goes, how its attempts went, its timings and outcome.  It lives inside
+ * its connection, one at a time, and is wiped whole between requests
+ * (exchange_reset()), so that nothing of one request leaks into the next.
+ */
+struct exchange {
+	/* the request */
+	enum body_kind		 req_body;
+	uint64_t		 body_len;	/* request body bytes seen */
+	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
+	uint32_t		 ext_len;	/* bytes of the current chunk-extension name */
+	char			 trailer_prev;	/* last trailer-section byte seen */
+	size_t			 hold_acct;	/* bytes of w->hold_used that are ours */
+	unsigned		 msg_done:1,	/* the whole request is read */
+				 fwd_whole:1,	/* fwd still holds the whole request (replayable) */
+				 expect_100:1, http10:1, is_head:1, idempotent:1,
+				 started:1,	/* routing began */
+				 chunk_open:1, trailers:1, local_models:1,
+				 holding:1,	/* body received whole before routing */
+				 hold_nomem:1,	/* not held: limits.hold_memory was spent */
+				 close_after:1;	/* the client or we close after this one */
+	/* the route and the attempts */
+	int			 pool;
+	int			 slot;		/* backend of the current attempt, -1 */
+	int			 attempts;
+	struct bal_req		 breq;
+	int			 fail_slot;	/* backend of the first failed attempt, -1 */
+	uint64_t		 t_fail;	/* ms: that failure */
+	uint64_t		 t_queued;	/* ms: entered the wait queue */
+	unsigned		 queued:1, retry_wait:1, on_backup_pool:1,
+				 retried_same:1;
+	/* the response */
+	enum body_kind		 resp_body;	/* framing towards the client */
+	unsigned		 resp_started:1, resp_done:1, head_sent:1,
+				 resp_close:1,
+				 cut:1;		/* the response broke: close once out is sent */
+	int			 status;	/* final status sent to the client */
+	uint64_t		 bytes_out;
+	/* timings, ms, monotonic */
+	uint64_t		 t_start;	/* request head began */
+	uint64_t		 t_body;	/* request head ended, body began */
+	uint64_t		 body_rx;	/* body bytes read from the client so far */
+	uint64_t		 t_reply;
+	char			 rid[WORKER_RID_MAX + 1];
+	char			 logreq[160];	/* "METHOD /path" for the access log */
+};
+
+/* A client connection: its socket, buffers, timer, parser, and the exchange it carries. */
 struct client {
 	struct ev_io		 io;
 	struct worker		*w;
@@ -68,47 +118,15 @@ struct client {
 	llhttp_t		 parser;
 	struct buf		 in, out, fwd;
 	struct ev_timer		 timer;
-	struct upconn		*up;
+	struct upconn		*up;		/* the current attempt's backend connection */
 	struct head		 h;
 	TAILQ_ENTRY(client)	 qentry;	/* worker's wait queue while CP_WAIT */
-
 	enum cphase		 phase;
 	unsigned		 rd_ready:1, wr_ready:1, closed:1, eof:1,
-				 close_after:1, paused:1, msg_done:1,
-				 fwd_whole:1, expect_100:1, resp_started:1,
-				 resp_done:1, head_sent:1, http10:1,
-				 resp_close:1, is_head:1, idempotent:1,
-				 started:1, chunk_open:1, hup:1,
-				 trailers:1,
-				 queued:1, retry_wait:1, on_backup_pool:1,
-				 retried_same:1, local_models:1,
-				 holding:1,	/* body received whole before routing */
-				 hold_nomem:1,	/* not held: limits.hold_memory was spent */
-				 cut:1;		/* the response broke: close once out is sent */
-	size_t			 hold_acct;	/* bytes of w->hold_used that are ours */
-	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
-	int			 fail_slot;	/* backend of the first failed attempt, -1 */
-	uint64_t		 t_fail;	/* ms: that failure */
-	uint64_t		 t_queued;	/* ms: entered the wait queue */
-	char			 trailer_prev;	/* last trailer-section byte seen */
-	uint32_t		 ext_len;	/* bytes of the current chunk-extension name */
-	enum body_kind		 req_body;
-	enum body_kind		 resp_body;	/* framing towards the client */
-	uint64_t		 body_len;	/* request body bytes seen */
-	uint64_t		 t_start;	/* ms, monotonic: request head began */
-	uint64_t		 t_body;	/* ms, monotonic: request head ended, body began */
-	uint64_t		 body_rx;	/* body bytes read from the client so far */
-	uint64_t		 t_reply;
-	int			 pool;
-	int			 slot;		/* backend of the current attempt, -1 */
-	int			 attempts;
-	struct bal_req		 breq;
-	int			 status;	/* final status sent to the client */
-	uint64_t		 bytes_out;
-	char			 rid[WORKER_RID_MAX + 1];
+				 paused:1, hup:1;
 	char			 ip[INET6_ADDRSTRLEN];
 	uint64_t		 linger_until;
-	char			 logreq[160];	/* "METHOD /path" for the access log */
+	struct exchange		 x;
 };
 
 enum uphase {
@@ -224,17 +242,38 @@ char	*worker_fwd_get(struct worker *);
 void	 worker_fwd_put(struct worker *, char *);
 size_t	 worker_fwd_cap(const struct worker *);
 
-/* client.c */
+/* client.c: the connection (calls into request.c and exchange.c, never back) */
 void	 client_accept(struct worker *, int fd, const struct sockaddr_storage *);
 void	 client_drive(struct client *);
 void	 client_close(struct client *);
+/* Our own answer (an error, a 503): nothing of a response may have gone out. */
 void	 client_reply(struct client *, int status, const char *msg);
 /* The response broke after its head went out: flush what is buffered, then close with no clean end. */
 void	 client_cut(struct client *);
-void	 client_settings(llhttp_settings_t *);
-void	 client_queue_run(struct worker *);
+/* The request head is read: its body, if any, starts now (timers). */
+void	 client_body_begin(struct client *);
+/* Back from a wait of ours (queue, retry delay): the body gets a fresh allowance. */
+void	 client_body_resume(struct client *);
+const char *client_status_msg(int status);
+
+/* request.c: the request side of the codec on a connection */
+void	 request_settings(llhttp_settings_t *);
+/* Feeds buffered request bytes to llhttp: 1 progress, 0 none, -1 if c was closed. */
+int	 request_parse(struct client *);
+void	 request_make_id(struct client *);
+
+/* exchange.c: one request's life */
+/* The head (and a held body) are in: route, pick, attach or queue. */
+void	 exchange_start(struct client *);
+void	 exchange_queue_run(struct worker *);
+void	 exchange_unqueue(struct client *);
+struct shm_poolq *exchange_poolq(struct client *);
 /* No other backend: try slot again after retries.delay.  0 if scheduled. */
-int	 client_retry_later(struct client *, uint32_t slot);
+int	 exchange_retry_later(struct client *, uint32_t slot);
+void	 exchange_reset(struct client *);
+int	 exchange_replay_ok(const struct client *);
+/* An attempt on slot failed (its connection released): retry it elsewhere, or answer the client. */
+void	 exchange_failed(struct client *, uint32_t slot, enum up_err, int reused);
 
 /* upstream.c */
 int	 upstream_attach(struct client *);
