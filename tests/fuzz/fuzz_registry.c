@@ -4,13 +4,19 @@
  * The first byte picks the format and the filters; the rest is the answer,
  * parsed by syncer_parse() (and syncer_etcd_revision()), every service
  * packed and unpacked (the two must agree), and the whole set sent as one
- * batch to the master's registry_msg() on a fresh table.
+ * batch to the master's registry_msg() on a fresh table.  The HTTP
+ * formats are read as a stream (syncer_parse_stream()), which must decide
+ * as decoding the whole document would: an answer it takes must be JSON,
+ * and the same document written out plainly by jansson must get the same
+ * verdict and the same services.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <bsd/string.h>
+
+#include <jansson.h>
 
 #include "conf/conf.h"
 #include "lib/log.h"
@@ -82,6 +88,51 @@ fuzz_registry_send(void *arg, const void *msg, size_t len)
 	return 0;
 }
 
+/* The stream parser against jansson's reading of the whole answer. */
+static void
+fuzz_registry_whole(const struct conf *cf, const uint8_t *data, size_t size,
+    int rc, const struct syncer_set *set)
+{
+	struct syncer_set	 again;
+	json_t			*root;
+	char			 err[256], *text;
+	size_t			 i;
+	int			 rc2;
+
+	if ((root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL) {
+		/* duplicate keys are the one thing the two may read apart */
+		if (rc == 0 && (root = json_loadb((const char *)data, size, 0,
+		    NULL)) == NULL) {
+			fprintf(stderr, "fuzz_registry: an answer that is not JSON "
+			    "was taken\n");
+			abort();
+		}
+		json_decref(root);
+		return;
+	}
+	if ((text = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
+		abort();
+	json_decref(root);
+	memset(&again, 0, sizeof(again));
+	rc2 = syncer_parse(cf, text, strlen(text), &again, err, sizeof(err));
+	if (rc2 != rc || (rc == 0 && (again.n != set->n ||
+	    again.skipped != set->skipped || again.filtered != set->filtered))) {
+		fprintf(stderr, "fuzz_registry: %d (%zu taken, %u skipped, %u "
+		    "filtered) as sent, %d (%zu, %u, %u) written plainly: %s\n",
+		    rc, set->n, set->skipped, set->filtered, rc2, again.n,
+		    again.skipped, again.filtered, text);
+		abort();
+	}
+	for (i = 0; rc == 0 && i < set->n; i++)
+		if (strcmp(set->svc[i].name, again.svc[i].name) != 0 ||
+		    strcmp(set->svc[i].host, again.svc[i].host) != 0 ||
+		    set->svc[i].port != again.svc[i].port)
+			abort();
+	syncer_set_free(&again);
+	free(text);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -93,6 +144,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t		 rev;
 	size_t			 i;
 	uint8_t			 sel;
+	int			 rc;
 
 	if (!init) {
 		fuzz_registry_init();
@@ -110,7 +162,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    sizeof(cf->registry.type_filter));
 
 	memset(&set, 0, sizeof(set));
-	if (syncer_parse(cf, (const char *)data, size, &set, err, sizeof(err)) == 0) {
+	rc = syncer_parse(cf, (const char *)data, size, &set, err, sizeof(err));
+	if (cf->registry.format != REGISTRY_ETCD)
+		fuzz_registry_whole(cf, data, size, rc, &set);
+	if (rc == 0) {
 		for (i = 0; i < set.n; i++)
 			fuzz_registry_pack(&set.svc[i]);
 		/* a fresh table and registry: every input starts from the same state */
