@@ -810,7 +810,18 @@ syncer_parse(const struct conf *cf, const char *body, size_t len,
 	json_error_t	 jerr;
 	size_t		 i;
 	int		 fmt = cf->registry.format, rc;
+	const char	*nul;
 
+	/*
+	 * JSON text has no NUL byte (a string says \u0000), but jansson skips
+	 * one between tokens and then miscounts the bytes it took, which would
+	 * put the stream below out of step with the answer.
+	 */
+	if ((nul = memchr(body, '\0', len)) != NULL) {
+		snprintf(err, errlen, "invalid JSON: NUL byte at byte %zu",
+		    (size_t)(nul - body));
+		return -1;
+	}
 	if (fmt != REGISTRY_ETCD) {
 		rc = syncer_parse_stream(cf, body, len, set, err, errlen);
 		arena_rewind();

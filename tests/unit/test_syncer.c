@@ -122,6 +122,8 @@ Test(syncer_format, simple_bare_array_is_strict_json)
 		"[{\"id\":\"a\",\"host\":\"10.0.0.1\",\"port\":1}, ]", "[,]",
 		"[{\"id\":\"a\",\"host\":\"10.0.0.1\",\"port\":1}",
 	};
+	/* a NUL byte put jansson's count of the bytes it took out of step */
+	static const char	 nul[] = "[[0\0]";
 	size_t			 i;
 
 	memset(&set, 0, sizeof(set));
@@ -134,6 +136,10 @@ Test(syncer_format, simple_bare_array_is_strict_json)
 		    sizeof(err)), -1, "accepted: %s", bad[i]);
 		cr_assert_neq(err[0], '\0');
 	}
+	syncer_set_clear(&set);
+	cr_assert_eq(syncer_parse(cf, nul, sizeof(nul) - 1, &set, err, sizeof(err)),
+	    -1, "accepted a NUL byte");
+	cr_assert_str_eq(err, "invalid JSON: NUL byte at byte 3");
 	syncer_set_free(&set);
 	conf_free(cf);
 }
