@@ -149,7 +149,8 @@ bench: all $(B)/bench-select $(B)/bench-registry
 # make fuzz: every libFuzzer harness tests/fuzz/fuzz_NAME.c, built with clang into
 # $(BUILD)-fuzz/ (the project's objects too, instrumented), then each run for FUZZ_SECONDS
 # on a copy of tests/fuzz/corpus/NAME/.  A new harness is a new file: it links every module
-# unless FUZZ_LINK_NAME names fewer, and takes FUZZ_MAXLEN_NAME (default 4096) bytes at most.
+# unless FUZZ_LINK_NAME names fewer, takes FUZZ_MAXLEN_NAME (default 4096) bytes at most and
+# FUZZ_OPTS_NAME as more libFuzzer flags (joined by +).
 FUZZ_CC		?= clang
 FUZZ_B		 = $(BUILD)-fuzz
 FUZZ_SECONDS	?= 60
@@ -169,6 +170,10 @@ FUZZ_LINK_http	= worker/http.c
 FUZZ_MAXLEN_conf	= 8192
 FUZZ_MAXLEN_registry	= 16384
 FUZZ_MAXLEN_http	= 8192
+FUZZ_MAXLEN_regmsg	= 16384
+# its log line for every malformed message would fill the run's log: stderr closed (libFuzzer
+# and the sanitizers still report); replay a crash without it to see the harness's messages
+FUZZ_OPTS_regmsg	= -close_fd_mask=2
 
 $(FUZZ_B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -192,7 +197,7 @@ fuzz-build: $(FUZZ_BINS)
 
 fuzz: fuzz-build
 	@sh tests/fuzz/run.sh $(FUZZ_B) $(FUZZ_SECONDS) \
-	    $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAXLEN_$(n)),4096))
+	    $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAXLEN_$(n)),4096):$(FUZZ_OPTS_$(n)))
 
 # The config goes to $(SYSCONFDIR)/routerd (/etc: routerd reads /etc/routerd/routerd.yaml
 # whatever PREFIX is); an existing one is kept.

@@ -1,13 +1,15 @@
 #!/bin/sh
 # make fuzz: runs each harness for SECONDS on a copy of its seed corpus; one line per harness, then a total.
-# usage: run.sh BUILDDIR SECONDS NAME:MAXLEN ...
+# usage: run.sh BUILDDIR SECONDS NAME:MAXLEN[:OPTS] ...   (OPTS: extra libFuzzer flags, joined by +)
 set -u
 b=$1 secs=$2
 shift 2
 here=$(dirname "$0")
 pass=0 fail=0
 for arg in "$@"; do
-	name=${arg%%:*} maxlen=${arg#*:}
+	name=${arg%%:*} rest=${arg#*:}
+	maxlen=${rest%%:*} opts=
+	[ "$rest" != "$maxlen" ] && opts=$(echo "${rest#*:}" | tr + ' ')
 	bin=$b/fuzz_$name
 	run=$b/run/$name
 	rm -rf "$run" && mkdir -p "$run/corpus" "$run/crashes"
@@ -15,6 +17,8 @@ for arg in "$@"; do
 	set -- -max_total_time="$secs" -max_len="$maxlen" -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 -artifact_prefix="$run/crashes/"
 	[ -f "$here/$name.dict" ] && set -- "$@" -dict="$here/$name.dict"
+	# shellcheck disable=SC2086
+	set -- "$@" $opts
 	"$bin" "$@" "$run/corpus" >"$run/log" 2>&1
 	rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run/log" | tail -n 1)
