@@ -1,4 +1,4 @@
-# routerd: one Makefile.  make | make test | make run | make install | make bench | make clean
+# routerd: one Makefile.  make | make test | make run | make install | make bench | make fuzz | make clean
 # V=1 prints full commands; SAN=1 builds with ASan+UBSan into build-san/; CI=... adds -Werror.
 
 CC	?= cc
@@ -61,7 +61,7 @@ ifeq ($(BUILD),build)
 PROGS	+= routerd $(if $(CTL_SRCS),routerctl)
 endif
 
-.PHONY: all test unit integration run install bench clean deps lint-man deb check-sdk
+.PHONY: all test unit integration run install bench clean deps lint-man deb check-sdk fuzz fuzz-build
 
 all: $(PROGS)
 
@@ -146,6 +146,59 @@ $(B)/bench-registry: bench/registry.c $(CORE_OBJS) $(LLHTTP_OBJS)
 bench: all $(B)/bench-select $(B)/bench-registry
 	@B=$(B) sh bench/run.sh
 
+# make fuzz: every libFuzzer harness tests/fuzz/fuzz_NAME.c, built with clang into
+# $(BUILD)-fuzz/ (the project's objects too, instrumented), then each run for FUZZ_SECONDS
+# on a copy of tests/fuzz/corpus/NAME/.  A new harness is a new file: it links every module
+# unless FUZZ_LINK_NAME names fewer, takes FUZZ_MAXLEN_NAME (default 4096) bytes at most and
+# FUZZ_OPTS_NAME as more libFuzzer flags (joined by +).
+FUZZ_CC		?= clang
+FUZZ_B		 = $(BUILD)-fuzz
+FUZZ_SECONDS	?= 60
+FUZZ_SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		   -fno-omit-frame-pointer
+FUZZ_CFLAGS	 = -O1 -g -std=c11 -pipe $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -MMD -MP
+FUZZ_SRCS	:= $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES	:= $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+FUZZ_BINS	:= $(FUZZ_NAMES:%=$(FUZZ_B)/fuzz_%)
+FUZZ_COMMON	:= $(FUZZ_B)/tests/fuzz/common.o
+FUZZ_LLHTTP	:= $(FUZZ_B)/llhttp/llhttp.o $(FUZZ_B)/llhttp/api.o $(FUZZ_B)/llhttp/http.o
+# FUZZ_LINK_NAME: module directories (every .c in them) and single .c files.
+fuzzobjs = $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out master/main.c ctl/routerctl.c,\
+	   $(foreach m,$(1),$(wildcard $(m)/*.c)) $(filter %.c,$(1))))
+FUZZ_LINK_conf	= conf lib
+FUZZ_LINK_http	= worker/http.c
+FUZZ_MAXLEN_conf	= 8192
+FUZZ_MAXLEN_registry	= 16384
+FUZZ_MAXLEN_http	= 8192
+FUZZ_MAXLEN_regmsg	= 16384
+# its log line for every malformed message would fill the run's log: stderr closed (libFuzzer
+# and the sanitizers still report); replay a crash without it to see the harness's messages
+FUZZ_OPTS_regmsg	= -close_fd_mask=2
+
+$(FUZZ_B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_B)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  llhttp/$*.c")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -std=c11 -w -c -o $@ $<
+
+$(FUZZ_B)/fuzz_%: $(FUZZ_B)/tests/fuzz/fuzz_%.o $(FUZZ_COMMON) \
+    $$(call fuzzobjs,$$(or $$(FUZZ_LINK_$$*),$(ALL_MODS))) $(FUZZ_LLHTTP)
+	@$(if $(Q),echo "  FUZZLD  $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) -ldl
+
+# Objects only the harnesses name are still worth keeping between runs.
+.SECONDARY: $(FUZZ_LLHTTP) $(FUZZ_COMMON)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_B) $(FUZZ_SECONDS) \
+	    $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAXLEN_$(n)),4096):$(FUZZ_OPTS_$(n)))
+
 # The config goes to $(SYSCONFDIR)/routerd (/etc: routerd reads /etc/routerd/routerd.yaml
 # whatever PREFIX is); an existing one is kept.
 install: $(B)/routerd $(if $(CTL_SRCS),$(B)/routerctl)
@@ -182,6 +235,7 @@ deps:
 	sh packaging/build-deps.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-san routerd routerctl
+	rm -rf $(BUILD) $(BUILD)-san $(BUILD)-fuzz routerd routerctl
 
 -include $(shell find $(B) -path '$(B)/deb' -prune -o -name '*.d' -type f -print 2>/dev/null)
+-include $(shell find $(FUZZ_B) -name '*.d' -type f -print 2>/dev/null)

@@ -465,7 +465,10 @@ conf_yaml_listen(struct conf_loader *ld, yaml_document_t *doc, yaml_node_t *n)
 	    it++) {
 		v = yaml_document_get_node(doc, *it);
 		memset(&a, 0, sizeof(a));
-		if (v->type == YAML_SCALAR_NODE)
+		/* "" is the addr type's "none": not a listen address */
+		if (v->type == YAML_SCALAR_NODE && conf_yaml_empty(v))
+			conf_yaml_err(ld, v, "listen: address must not be empty");
+		else if (v->type == YAML_SCALAR_NODE)
 			conf_yaml_set(ld, &tab[0], &a, v, "listen");
 		else {
 			conf_yaml_object(ld, doc, v, tab, 1, &a, "listen",

@@ -1,6 +1,9 @@
 /* The control protocol of lib/ctlproto.h: frame codec and command grammar. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <bsd/string.h>
 
 #include "ctlproto.h"
 
@@ -121,4 +124,79 @@ ctlproto_lookup(const char *const *w, size_t n)
 			return c;
 	}
 	return NULL;
+}
+
+/* Words joined by spaces into buf (truncated to len). */
+static void
+ctlproto_words(const char *const *w, size_t n, char *buf, size_t len)
+{
+	size_t	i;
+
+	buf[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			strlcat(buf, " ", len);
+		strlcat(buf, w[i], len);
+	}
+}
+
+int
+ctlproto_request_parse(const char *p, size_t n, struct ctlproto_req *req,
+    char *err, size_t errlen, int *fatal)
+{
+	const struct ctlproto_cmd *cmd;
+	json_error_t	 jerr;
+	json_t		*words, *w;
+	char		 usage[128];
+	size_t		 i, nw;
+
+	memset(req, 0, sizeof(*req));
+	*fatal = 0;
+	if ((req->root = json_loadb(p, n, JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
+	    !json_is_object(req->root)) {
+		snprintf(err, errlen, "bad request: %s", req->root == NULL ?
+		    jerr.text : "not a JSON object");
+		*fatal = 1;
+		goto bad;
+	}
+	words = json_object_get(req->root, "cmd");
+	if ((w = json_object_get(req->root, "json")) != NULL)
+		req->json = json_is_true(w);
+	if (!json_is_array(words) || (nw = json_array_size(words)) == 0 ||
+	    nw > CTLPROTO_ARGS_MAX) {
+		snprintf(err, errlen, "bad request: \"cmd\" must be an array of 1 "
+		    "to %d strings", CTLPROTO_ARGS_MAX);
+		goto bad;
+	}
+	json_array_foreach(words, i, w) {
+		if ((req->argv[i] = json_string_value(w)) == NULL) {
+			snprintf(err, errlen, "bad request: \"cmd\" must hold strings");
+			goto bad;
+		}
+	}
+	req->nw = (int)nw;
+	ctlproto_words(req->argv, nw, req->text, sizeof(req->text));
+	if ((cmd = ctlproto_lookup(req->argv, nw)) == NULL) {
+		snprintf(err, errlen, "unknown command: %s", req->text);
+		goto bad;
+	}
+	if ((int)nw - cmd->nwords < cmd->minargs ||
+	    (int)nw - cmd->nwords > cmd->maxargs) {
+		ctlproto_words(cmd->words, (size_t)cmd->nwords, usage, sizeof(usage));
+		snprintf(err, errlen, "usage: %s%s%s", usage, cmd->args[0] ? " " : "",
+		    cmd->args);
+		goto bad;
+	}
+	req->cmd = cmd;
+	return 0;
+bad:
+	ctlproto_request_free(req);
+	return -1;
+}
+
+void
+ctlproto_request_free(struct ctlproto_req *req)
+{
+	json_decref(req->root);
+	memset(req, 0, sizeof(*req));
 }

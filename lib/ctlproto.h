@@ -19,6 +19,7 @@
 #define CTLPROTO_REQ_MAX	(64 * 1024)
 #define CTLPROTO_REPLY_MAX	(16 * 1024 * 1024)
 #define CTLPROTO_WORDS_MAX	2	/* keywords per command */
+#define CTLPROTO_ARGS_MAX	16	/* strings in a request's "cmd", keywords included */
 #define CTLPROTO_DEFAULT_SOCKET	"/run/routerd/routerd.sock"
 
 /*
@@ -94,5 +95,32 @@ extern const size_t			ctlproto_ncmds;
  * Returns the row or NULL.
  */
 const struct ctlproto_cmd *ctlproto_lookup(const char *const *w, size_t n);
+
+/*
+ * A decoded request.  argv points into root: both live until
+ * ctlproto_request_free().  The command's arguments are argv[cmd->nwords]
+ * up to argv[nw - 1]; their count is already checked against the row.
+ */
+struct ctlproto_req {
+	json_t				*root;
+	const struct ctlproto_cmd	*cmd;
+	const char			*argv[CTLPROTO_ARGS_MAX];
+	int				 nw;
+	int				 json;		/* "json": true */
+	char				 text[512];	/* the words joined, for logs */
+};
+
+/*
+ * ctlproto_request_parse() decodes the payload of one request frame (n
+ * bytes at p): a JSON object whose "cmd" holds 1 to CTLPROTO_ARGS_MAX
+ * strings, the keywords of a grammar row then its arguments.  Returns 0
+ * with *req filled, or -1 with the reply's one-line reason in err and
+ * nothing to free; *fatal is then 1 when the payload is not a JSON object
+ * at all (the peer is not speaking the protocol), 0 when only the request
+ * was wrong.  Pure: for the master and for a fuzzer.
+ */
+int	 ctlproto_request_parse(const char *p, size_t n, struct ctlproto_req *req,
+	    char *err, size_t errlen, int *fatal);
+void	 ctlproto_request_free(struct ctlproto_req *);
 
 #endif

@@ -25,7 +25,6 @@
 #define CONTROL_IDLE_MS		60000	/* between requests on one connection */
 #define CONTROL_WATCH_MS	10	/* monitor: how often the prober's log head is read */
 #define CONTROL_MONITOR_BACKLOG	(1024 * 1024)	/* unsent events before a monitor is dropped */
-#define CONTROL_ARGS_MAX	16
 #define CONTROL_RBUF		(CTLPROTO_HDR + CTLPROTO_REQ_MAX)
 
 /* One connected routerctl. */
@@ -593,106 +592,58 @@ control_error(struct cclient *cl, const char *fmt, ...)
 	control_send(cl, json_pack("{s:b, s:s}", "ok", 0, "error", buf));
 }
 
-/* The request's words joined for logs and messages. */
-static void
-control_words(const char *const *w, size_t n, char *buf, size_t len)
-{
-	size_t	i;
-
-	buf[0] = '\0';
-	for (i = 0; i < n; i++) {
-		if (i > 0)
-			strlcat(buf, " ", len);
-		strlcat(buf, w[i], len);
-	}
-}
-
 /*
- * One request: check its shape, find its row, check the arguments and
- * the peer's right to it, run the handler, queue the reply.  A request
- * that is not JSON ends the connection after the error reply; a
- * well-formed but wrong one (unknown, bad arguments, refused) does not.
+ * One request: decode it (lib/ctlproto.c), check the peer's right to it,
+ * run the handler, queue the reply.  A request that is not JSON ends the
+ * connection after the error reply; a well-formed but wrong one (unknown,
+ * bad arguments, refused) does not.
  */
 static void
 control_request(struct cclient *cl, const char *p, size_t n)
 {
 	struct master	*m = cl->ctl->m;
 	const struct ctlproto_cmd *cmd;
-	json_error_t	 jerr;
-	json_t		*req, *words, *w, *data;
-	const char	*argv[CONTROL_ARGS_MAX];
-	char		 text[512], *err;
-	size_t		 i, nw;
-	int		 json = 0;
+	struct ctlproto_req rq;
+	json_t		*data;
+	char		 msg[512], *err;
+	int		 fatal;
 
-	if ((req = json_loadb(p, n, JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
-	    !json_is_object(req)) {
-		control_error(cl, "bad request: %s", req == NULL ? jerr.text :
-		    "not a JSON object");
-		json_decref(req);
-		cl->closing = 1;
+	if (ctlproto_request_parse(p, n, &rq, msg, sizeof(msg), &fatal) == -1) {
+		control_error(cl, "%s", msg);
+		if (fatal)
+			cl->closing = 1;
 		return;
 	}
-	words = json_object_get(req, "cmd");
-	if ((w = json_object_get(req, "json")) != NULL)
-		json = json_is_true(w);
-	if (!json_is_array(words) || (nw = json_array_size(words)) == 0 ||
-	    nw > CONTROL_ARGS_MAX) {
-		control_error(cl, "bad request: \"cmd\" must be an array of 1 to %d "
-		    "strings", CONTROL_ARGS_MAX);
-		json_decref(req);
-		return;
-	}
-	json_array_foreach(words, i, w) {
-		if ((argv[i] = json_string_value(w)) == NULL) {
-			control_error(cl, "bad request: \"cmd\" must hold strings");
-			json_decref(req);
-			return;
-		}
-	}
-	control_words(argv, nw, text, sizeof(text));
-	if ((cmd = ctlproto_lookup(argv, nw)) == NULL) {
-		control_error(cl, "unknown command: %s", text);
-		json_decref(req);
-		return;
-	}
-	if ((int)nw - cmd->nwords < cmd->minargs ||
-	    (int)nw - cmd->nwords > cmd->maxargs) {
-		control_words(cmd->words, (size_t)cmd->nwords, text, sizeof(text));
-		control_error(cl, "usage: %s%s%s", text, cmd->args[0] ? " " : "",
-		    cmd->args);
-		json_decref(req);
-		return;
-	}
+	cmd = rq.cmd;
 	if (cmd->write && !cl->may_write) {
 		log_warnx("control: uid %u pid %d: %s: permission denied",
-		    (unsigned)cl->uid, (int)cl->pid, text);
+		    (unsigned)cl->uid, (int)cl->pid, rq.text);
 		control_error(cl, "permission denied");
-		json_decref(req);
+		ctlproto_request_free(&rq);
 		return;
 	}
 	if (cmd->write)
 		log_info("control: %s %d: %s", cl->worker ? "admin API, worker pid" :
-		    "uid", cl->worker ? (int)cl->pid : (int)cl->uid, text);
+		    "uid", cl->worker ? (int)cl->pid : (int)cl->uid, rq.text);
 	if ((err = calloc(1, 8192)) == NULL) {
 		control_error(cl, "out of memory");
-		json_decref(req);
+		ctlproto_request_free(&rq);
 		return;
 	}
-	data = control_handlers[cmd->id](m, argv + cmd->nwords,
-	    (int)nw - cmd->nwords, json, err, 8192);
+	data = control_handlers[cmd->id](m, rq.argv + cmd->nwords,
+	    rq.nw - cmd->nwords, rq.json, err, 8192);
 	/* what the write changed reaches every monitor before its reply leaves */
 	if (cmd->write && data != NULL)
 		control_changed(m);
 	if (data == NULL) {
 		if (cmd->write)
-			log_warnx("control: %s: %s", text, err);
+			log_warnx("control: %s: %s", rq.text, err);
 		control_send(cl, json_pack("{s:b, s:s}", "ok", 0, "error",
 		    err[0] ? err : "failed"));
 	} else
 		control_send(cl, json_pack("{s:b, s:o}", "ok", 1, "data", data));
 	free(err);
-	json_decref(req);
+	ctlproto_request_free(&rq);
 	if (data != NULL && cmd->id == CTL_MONITOR && !cl->monitor && !cl->dead) {
 		cl->monitor = 1;
 		if (cl->ctl->nmonitors++ == 0)

@@ -3,6 +3,8 @@
 set -e
 PKGS="build-essential pkg-config node-llhttp libssl-dev libbsd-dev libyaml-dev \
 libjansson-dev libcriterion-dev python3 curl mandoc"
+# make fuzz: clang and its libFuzzer runtime.
+PKGS="$PKGS clang libclang-rt-14-dev"
 # Tools the integration tests and benchmarks drive.
 PKGS="$PKGS nginx-light haproxy wrk varnish apache2-utils"
 # A real etcd for the registry tests (etcd v3 JSON gateway).

@@ -655,7 +655,7 @@ syncer_parse_stream(const struct conf *cf, const char *body, size_t len,
 {
 	const char	*p = body, *end = body + len;
 	int		 fmt = cf->registry.format, seen_list = 0, success = 1;
-	int		 top_array;
+	int		 top_array, comma = 0;
 
 	p = json_ws(p, end);
 	if (p == end || (*p != '{' && *p != '[')) {
@@ -685,6 +685,11 @@ syncer_parse_stream(const struct conf *cf, const char *body, size_t len,
 
 		p = json_ws(p, end);
 		if (p < end && *p == (top_array ? ']' : '}')) {
+			if (comma) {
+				snprintf(err, errlen, "invalid JSON: a value expected "
+				    "after ',' at byte %zu", (size_t)(p - body));
+				return -1;
+			}
 			p++;
 			break;
 		}
@@ -710,11 +715,18 @@ syncer_parse_stream(const struct conf *cf, const char *body, size_t len,
 			/* the services: one record at a time */
 			seen_list = 1;
 			p++;
-			for (;;) {
+			for (comma = 0;;) {
 				json_t *item;
 
 				p = json_ws(p, end);
 				if (p < end && *p == ']') {
+					if (comma) {
+						json_decref(key);
+						snprintf(err, errlen, "invalid JSON: a value "
+						    "expected after ',' at byte %zu",
+						    (size_t)(p - body));
+						return -1;
+					}
 					p++;
 					break;
 				}
@@ -731,7 +743,7 @@ syncer_parse_stream(const struct conf *cf, const char *body, size_t len,
 				json_decref(item);
 				arena_rewind();
 				p = json_ws(p, end);
-				if (p < end && *p == ',')
+				if ((comma = p < end && *p == ','))
 					p++;
 				else if (p >= end || *p != ']') {
 					json_decref(key);
@@ -766,7 +778,7 @@ syncer_parse_stream(const struct conf *cf, const char *body, size_t len,
 		}
 		json_decref(key);
 		p = json_ws(p, end);
-		if (p < end && *p == ',')
+		if ((comma = p < end && *p == ','))
 			p++;
 		else if (p >= end || *p != (top_array ? ']' : '}')) {
 			snprintf(err, errlen, "invalid JSON: ',' expected at byte %zu",
@@ -798,7 +810,18 @@ syncer_parse(const struct conf *cf, const char *body, size_t len,
 	json_error_t	 jerr;
 	size_t		 i;
 	int		 fmt = cf->registry.format, rc;
+	const char	*nul;
 
+	/*
+	 * JSON text has no NUL byte (a string says \u0000), but jansson skips
+	 * one between tokens and then miscounts the bytes it took, which would
+	 * put the stream below out of step with the answer.
+	 */
+	if ((nul = memchr(body, '\0', len)) != NULL) {
+		snprintf(err, errlen, "invalid JSON: NUL byte at byte %zu",
+		    (size_t)(nul - body));
+		return -1;
+	}
 	if (fmt != REGISTRY_ETCD) {
 		rc = syncer_parse_stream(cf, body, len, set, err, errlen);
 		arena_rewind();

@@ -182,9 +182,13 @@ fetch_connect(struct hconn *c, const char *host, const char *port)
 	return c->fd == -1 ? -1 : 0;
 }
 
-/* TLS handshake with certificate and host name checks, SNI for names. 0 or -1. */
+/*
+ * TLS handshake with certificate and host name checks, SNI for names.  0
+ * or -1.  host is not const only because OpenSSL's
+ * SSL_set_tlsext_host_name() macro casts it to void *.
+ */
 static int
-fetch_tls(struct hconn *c, const char *host)
+fetch_tls(struct hconn *c, char *host)
 {
 	SSL_CTX		*ctx;
 	struct in6_addr	 a6;

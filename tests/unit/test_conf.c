@@ -901,6 +901,14 @@ Test(conf, listen_forms)
 	cr_assert_null(c);
 	expect_error("1:9", "at least one address");
 
+	/* found by tests/fuzz/fuzz_conf: an empty item loaded as no listener at all */
+	c = load_yaml("listen:\n  - \"\"\n  -\n  - ~\n"
+	    "backends: [{address: 127.0.0.1:1}]\n", NULL, 0);
+	cr_assert_null(c, "an empty listen item was taken");
+	expect_error("2:5", "listen: address must not be empty");
+	expect_error("4:5", "listen: address must not be empty");
+	cr_assert_eq(nerr, 3, "%s", errbuf);
+
 	c = load_yaml("listen:\n  - :8080\n  - 0.0.0.0:8080\n"
 	    "admin: {address: \"8080\"}\n"
 	    "backends: [{address: 127.0.0.1:1}]\n", NULL, 0);

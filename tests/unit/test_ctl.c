@@ -257,3 +257,61 @@ Test(frame, encode_roundtrip)
 	json_decref(back);
 	json_decref(v);
 }
+
+/* The master's decoding of a request payload (ctlproto_request_parse()). */
+static int
+req_parse(const char *payload, struct ctlproto_req *rq, int *fatal)
+{
+	err[0] = '\0';
+	return ctlproto_request_parse(payload, strlen(payload), rq, err,
+	    sizeof(err), fatal);
+}
+
+Test(request, decodes_words_and_arguments)
+{
+	struct ctlproto_req	rq;
+	int			fatal;
+
+	cr_assert_eq(req_parse("{\"cmd\":[\"backend\",\"weight\",\"b1\",\"7\"],"
+	    "\"json\":true}", &rq, &fatal), 0, "%s", err);
+	cr_assert_eq(rq.cmd->id, CTL_BACKEND_WEIGHT);
+	cr_assert_eq(rq.nw, 4);
+	cr_assert_str_eq(rq.argv[rq.cmd->nwords], "b1");
+	cr_assert_str_eq(rq.argv[rq.cmd->nwords + 1], "7");
+	cr_assert_eq(rq.json, 1);
+	cr_assert_str_eq(rq.text, "backend weight b1 7");
+	ctlproto_request_free(&rq);
+	cr_assert_null(rq.root);
+}
+
+Test(request, refusals_say_why_and_which_close)
+{
+	static const struct {
+		const char	*payload, *msg;
+		int		 fatal;
+	} cases[] = {
+		{ "{\"cmd\": [\"show\"", "bad request: ", 1 },
+		{ "[\"show\", \"pools\"]", "bad request: not a JSON object", 1 },
+		{ "{\"cmd\":[\"show\"],\"cmd\":[\"stop\"]}", "bad request: ", 1 },
+		{ "{\"cmd\":\"show pools\"}", "bad request: \"cmd\" must be an array of 1 to 16 strings", 0 },
+		{ "{\"cmd\":[]}", "bad request: \"cmd\" must be an array", 0 },
+		{ "{\"cmd\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\","
+		  "\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}", "bad request: \"cmd\" must be", 0 },
+		{ "{\"cmd\":[\"show\",5]}", "bad request: \"cmd\" must hold strings", 0 },
+		{ "{\"cmd\":[\"frob\",\"now\"]}", "unknown command: frob now", 0 },
+		{ "{\"cmd\":[\"backend\",\"weight\",\"b1\"]}", "usage: backend weight NAME N", 0 },
+		{ "{\"cmd\":[\"show\",\"pools\",\"x\"]}", "usage: show pools", 0 },
+	};
+	struct ctlproto_req	rq;
+	size_t			i;
+	int			fatal;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(req_parse(cases[i].payload, &rq, &fatal), -1, "%s",
+		    cases[i].payload);
+		cr_assert(strncmp(err, cases[i].msg, strlen(cases[i].msg)) == 0,
+		    "%s: '%s', want '%s'", cases[i].payload, err, cases[i].msg);
+		cr_assert_eq(fatal, cases[i].fatal, "%s", cases[i].payload);
+		cr_assert_null(rq.root);
+	}
+}

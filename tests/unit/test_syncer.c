@@ -96,6 +96,9 @@ Test(syncer_format, bad_answers_fail_whole)
 	const char		*bad[] = {
 		"", "<html>", "{\"success\":true,\"services\":[{\"a\":1}",
 		"{\"success\":false,\"services\":[]}", "{\"services\":{}}", "[]", "42",
+		/* trailing commas (found by tests/fuzz/fuzz_registry) */
+		"{\"success\":true,\"services\":[],}",
+		"{\"success\":true,\"services\":[{\"serviceId\":\"a\"}, ]}",
 	};
 	size_t			 i;
 
@@ -106,6 +109,38 @@ Test(syncer_format, bad_answers_fail_whole)
 		cr_assert_neq(err[0], '\0');
 		syncer_set_free(&set);
 	}
+	conf_free(cf);
+}
+
+Test(syncer_format, simple_bare_array_is_strict_json)
+{
+	struct conf		*cf = conf_from("  format: simple\n  type_filter: \"\"\n");
+	struct syncer_set	 set;
+	char			 err[256];
+	const char		*good = "[{\"id\":\"a\",\"host\":\"10.0.0.1\",\"port\":1}]";
+	const char		*bad[] = {
+		"[{\"id\":\"a\",\"host\":\"10.0.0.1\",\"port\":1}, ]", "[,]",
+		"[{\"id\":\"a\",\"host\":\"10.0.0.1\",\"port\":1}",
+	};
+	/* a NUL byte put jansson's count of the bytes it took out of step */
+	static const char	 nul[] = "[[0\0]";
+	size_t			 i;
+
+	memset(&set, 0, sizeof(set));
+	cr_assert_eq(syncer_parse(cf, good, strlen(good), &set, err, sizeof(err)), 0,
+	    "%s", err);
+	cr_assert_eq(set.n, 1);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		syncer_set_clear(&set);
+		cr_assert_eq(syncer_parse(cf, bad[i], strlen(bad[i]), &set, err,
+		    sizeof(err)), -1, "accepted: %s", bad[i]);
+		cr_assert_neq(err[0], '\0');
+	}
+	syncer_set_clear(&set);
+	cr_assert_eq(syncer_parse(cf, nul, sizeof(nul) - 1, &set, err, sizeof(err)),
+	    -1, "accepted a NUL byte");
+	cr_assert_str_eq(err, "invalid JSON: NUL byte at byte 3");
+	syncer_set_free(&set);
 	conf_free(cf);
 }
 
