@@ -115,7 +115,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	/* every input on a fresh table: handlers change it */
 	if ((M.shm = shm_create(16, 2, NULL)) == NULL ||
-	    master_table_load(M.shm, M.conf) == -1)
+	    master_table_load(M.shm, M.conf, 1, 1) == -1)
 		abort();
 	M.nworkers = 2;
 	while ((rc = ctlproto_frame_parse(p, len, CTLPROTO_REQ_MAX, &n)) == 1) {

@@ -175,7 +175,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fuzz_registry_pack(&set.svc[i]);
 		/* a fresh table and registry: every input starts from the same state */
 		if ((M.shm = shm_create(64, 2, NULL)) == NULL ||
-		    master_table_load(M.shm, cf) == -1)
+		    master_table_load(M.shm, cf, 1, 1) == -1)
 			abort();
 		registry_reset();
 		memset(&st, 0, sizeof(st));

@@ -51,7 +51,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fix = data[0] & 1;
 	data++, size--;
 	if ((M.shm = shm_create(32, 2, NULL)) == NULL ||
-	    master_table_load(M.shm, M.conf) == -1)
+	    master_table_load(M.shm, M.conf, 1, 1) == -1)
 		abort();
 	registry_reset();
 	while (size >= 2) {
