@@ -167,9 +167,12 @@ fuzzobjs = $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out master/main.c ctl/routerctl
 	   $(foreach m,$(1),$(wildcard $(m)/*.c)) $(filter %.c,$(1))))
 FUZZ_LINK_conf	= conf lib
 FUZZ_LINK_http	= worker/http.c
+FUZZ_LINK_jscan	= worker/jscan.c
 FUZZ_MAXLEN_conf	= 8192
 FUZZ_MAXLEN_registry	= 16384
 FUZZ_MAXLEN_http	= 8192
+FUZZ_MAXLEN_h1	= 8192
+FUZZ_MAXLEN_jscan	= 8192
 FUZZ_MAXLEN_regmsg	= 16384
 # its log line for every malformed message would fill the run's log: stderr closed (libFuzzer
 # and the sanitizers still report); replay a crash without it to see the harness's messages

@@ -188,6 +188,8 @@ client_cut(struct client *c)
 	c->x.cut = 1;
 	c->x.resp_done = 1;
 	c->x.resp_close = 1;
+	if (!c->x.msg_done)
+		c->phase = CP_REPLY;	/* the rest of the upload is not read: linger, then close */
 	ev_timer_after(&c->w->loop, &c->timer, c->w->conf->timeout.client_idle_ms);
 	client_drive(c);
 }

@@ -395,7 +395,8 @@ h1_response_head(struct buf *b, const char *base, const struct head *h,
 
 		if (http_hop_by_hop(base, hf->name, ct))
 			continue;
-		if (r->body != BODY_LENGTH && !r->nobody &&
+		/* RFC 9110 8.6: no Content-Length with a 204; passed on for HEAD and 304 */
+		if (((r->body != BODY_LENGTH && !r->nobody) || r->status == 204) &&
 		    span_ieq(base, hf->name, "content-length"))
 			continue;
 		out_put(&o, base + hf->name.off, hf->name.len);

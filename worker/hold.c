@@ -7,6 +7,13 @@
 
 #define HOLD_SLACK	128	/* room past the body: chunk framing of a parse step, the last chunk */
 
+/*
+ * What limits.hold_memory counts: the memory holding adds, that is a fwd
+ * buffer grown past the block every request has anyway (w->fwdsz, which
+ * also carries a streamed body).  A body that fits that block costs
+ * nothing more to hold, so it is always held; limits.connections bounds
+ * those blocks.
+ */
 static void
 hold_publish(struct worker *w)
 {
@@ -26,20 +33,12 @@ hold_begin(struct client *c, uint64_t want)
 	struct worker	*w = c->w;
 	size_t		 hold = w->conf->limits.hold;
 
-	c->x.holding = c->x.hold_nomem = 0;
+	c->x.holding = c->x.hold_nomem = c->x.hold_over = 0;
 	if (hold == 0 || want > hold)
 		return 0;
-	if (w->hold_used + c->fwd.cap > w->conf->limits.hold_memory) {
-		shm_ctr_add(&w->shm->workers[w->index].hold_refused, 1);
-		c->x.hold_nomem = 1;
-		return 0;
-	}
-	c->x.hold_acct = c->fwd.cap;
-	w->hold_used += c->x.hold_acct;
 	c->x.holding = 1;
-	hold_publish(w);
 	if (want > 0 && hold_grow(c, c->x.fwd_head + want + HOLD_SLACK) == -1) {
-		hold_end(c);
+		c->x.holding = 0;
 		return 0;
 	}
 	return 1;
@@ -48,19 +47,23 @@ hold_begin(struct client *c, uint64_t want)
 /*
  * Makes fwd hold at least need bytes (0 if it already does), within
  * limits.hold past the head and the worker's hold memory; -1 when either
- * says no (the body then streams).
+ * says no (the body then streams).  A chunked body is held in its
+ * normalized chunks: its buffer may take twice limits.hold for their
+ * framing, and limits.hold itself is held to the decoded bytes
+ * (request.c's hold_over).
  */
 int
 hold_grow(struct client *c, size_t need)
 {
 	struct worker	*w = c->w;
-	size_t		 max = c->x.fwd_head + w->conf->limits.hold + HOLD_SLACK, ncap;
+	size_t		 hold = w->conf->limits.hold, max, ncap;
 	char		*nd;
 
 	if (!c->x.holding)
 		return -1;
 	if (need <= c->fwd.cap)
 		return 0;
+	max = c->x.fwd_head + (c->x.req_body == BODY_CHUNKED ? 2 * hold : hold) + HOLD_SLACK;
 	if (need > max)
 		return -1;
 	/* a body of known size gets just that; a chunked one grows by doubling */
@@ -92,7 +95,7 @@ hold_grow(struct client *c, size_t need)
 	return 0;
 }
 
-/* The body no longer counts as held (it streams, or the request is over). */
+/* The body's grown buffer no longer counts (the request is over). */
 void
 hold_end(struct client *c)
 {

@@ -11,7 +11,9 @@
  * than the rest of the proxying.  This scan checks the whole text against
  * RFC 8259 (UTF-8 included) as jansson would, but keeps nothing but the
  * one string it is after.  tests/fuzz/fuzz_jscan.c holds it to jansson's
- * verdict.
+ * verdict.  One difference is kept on purpose: a number too large for a
+ * double or a 64-bit integer is valid JSON, which jansson refuses; jscan
+ * lets the backend judge it.
  */
 
 struct jscan {
@@ -257,7 +259,7 @@ js_scalar(struct jscan *s)
 static int
 js_value(struct jscan *s)
 {
-	uint64_t	stack[JSCAN_DEPTH / 64] = { 0 };
+	uint64_t	stack[(JSCAN_DEPTH + 63) / 64] = { 0 };
 	int		depth = 0, obj;
 
 	for (;;) {

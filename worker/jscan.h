@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#define JSCAN_DEPTH	512	/* nesting deeper than this is refused, as jansson refuses 2048 */
+#define JSCAN_DEPTH	2047	/* containers inside the top-level object: jansson refuses 2048 levels in all */
 
 enum {
 	JSCAN_BAD = -1,		/* not valid JSON, not an object, or "model" twice */

@@ -14,7 +14,8 @@
 
 /*
  * models_wanted(): 1 when this request's backend depends on its model:
- * the pool balances by model and the request has a body to read it from.
+ * the pool balances by model and the request has (or, by its method,
+ * should have) a body to read it from.
  * Such a body is held whole before routing (limits.hold); one that is not
  * is answered with an error by models_route(), never routed as if it
  * named no model.
@@ -28,7 +29,9 @@ models_wanted(struct client *c)
 	    (size_t)c->x.pool >= w->view.npools ||
 	    shm_pool_strategy(w->shm, w->view.pools[c->x.pool].id) != STRAT_MODEL)
 		return 0;
-	return c->x.req_body != BODY_NONE;
+	/* a method that carries a body must name its model; GET and the like need not */
+	return c->x.req_body != BODY_NONE || c->x.method == HTTP_POST ||
+	    c->x.method == HTTP_PUT || c->x.method == HTTP_PATCH;
 }
 
 /* An OpenAI-style error (status, type, code, message) instead of a backend's answer. */
@@ -139,6 +142,11 @@ models_route(struct client *c)
 	size_t		 len;
 	int		 id, r;
 
+	if (c->x.req_body == BODY_NONE) {
+		models_error(c, 400, "invalid_request_error", "missing_model", "model",
+		    "model routing needs a \"model\" string in the request body, which is empty");
+		return -1;
+	}
 	if (!c->x.holding || !c->x.msg_done) {
 		/* the body streams: nothing tells which backends serve its model */
 		if (c->x.hold_nomem) {

@@ -216,6 +216,7 @@ req_on_headers_complete(llhttp_t *p)
 	if (st != 0)
 		return client_fail(c, st);
 	c->x.req_body = r.body;
+	c->x.method = r.method;
 	c->x.expect_100 = r.expect_100;
 	path = base + r.path.off;
 	plen = r.path.len;
@@ -277,6 +278,8 @@ req_on_body(llhttp_t *p, const char *at, size_t len)
 	if (c->w->conf->limits.body && c->x.body_len > c->w->conf->limits.body)
 		return client_fail(c, 413);
 	buf_put(&c->fwd, at, len);
+	if (c->x.holding && c->x.body_len > c->w->conf->limits.hold)
+		c->x.hold_over = 1;	/* request_parse() lets it stream from here */
 	return 0;
 }
 
@@ -431,8 +434,9 @@ request_parse(struct client *c)
 			if (c->up == NULL)
 				return 0;
 		}
-		if (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap && c->x.holding &&
-		    hold_grow(c, c->fwd.cap + 1) == -1) {
+		if (c->x.holding && (c->x.hold_over ||
+		    (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap &&
+		    hold_grow(c, c->fwd.cap + 1) == -1))) {
 			/* past limits.hold or the hold memory: the body streams from here */
 			c->x.holding = 0;
 			if (!c->x.started) {

@@ -233,6 +233,8 @@ resp_on_chunk_header(llhttp_t *p)
 	struct upconn	*u = up_of_parser(p);
 	struct client	*c = u->cl;
 
+	if (u->interim)
+		return 0;		/* an interim response's body is never forwarded */
 	if (c->x.resp_body == BODY_CHUNKED && p->content_length > 0) {
 		c->out.wpos += http_chunk_header(c->out.data + c->out.wpos,
 		    p->content_length);
@@ -246,7 +248,7 @@ resp_on_chunk_complete(llhttp_t *p)
 {
 	struct upconn	*u = up_of_parser(p);
 
-	if (u->chunk_open) {
+	if (u->chunk_open && !u->interim) {
 		buf_put(&u->cl->out, "\r\n", 2);
 		u->chunk_open = 0;
 	}

@@ -71,7 +71,8 @@ struct worker;
 struct exchange {
 	/* the request */
 	enum body_kind		 req_body;
-	uint64_t		 body_len;	/* request body bytes seen */
+	uint8_t			 method;	/* llhttp_method_t */
+	uint64_t		 body_len;	/* request body bytes seen (decoded) */
 	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
 	uint32_t		 ext_len;	/* bytes of the current chunk-extension name */
 	char			 trailer_prev;	/* last trailer-section byte seen */
@@ -83,6 +84,7 @@ struct exchange {
 				 chunk_open:1, trailers:1, local_models:1,
 				 holding:1,	/* body received whole before routing */
 				 hold_nomem:1,	/* not held: limits.hold_memory was spent */
+				 hold_over:1,	/* the body outgrew limits.hold */
 				 close_after:1;	/* the client or we close after this one */
 	/* the route and the attempts */
 	int			 pool;

@@ -168,8 +168,9 @@ def test_model_routing_never_falls_back_silently(env):
 
 
 def test_hold_memory_spent_streams_or_refuses(env):
-    """limits.hold_memory spent by a slow upload: another body streams (a plain pool) and a model
-    pool answers 503 with Retry-After; both counted in /metrics; nothing is lost."""
+    """limits.hold_memory spent by a slow upload: another body that needs more than the block
+    every request has streams (a plain pool), and a model pool answers 503 with Retry-After;
+    both counted in /metrics; nothing is lost."""
     import json
     b1 = env.backend("b1", models="m1")
     yaml = """listen:
@@ -200,10 +201,10 @@ routes:
     slow = socket.create_connection(("127.0.0.1", r.port), timeout=10)
     slow.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 90000\r\n\r\n" + b"x" * 1000)
     time.sleep(0.3)
-    st, _, body = _post(r.port, "/upload", b"y" * 50000)
-    assert st == 200 and json.loads(body)["bytes"] == 50000, (st, body[:200])
+    st, _, body = _post(r.port, "/upload", b"y" * 80000)
+    assert st == 200 and json.loads(body)["bytes"] == 80000, (st, body[:200])
     ok = json.dumps({"model": "m1", "messages": []}).encode()
-    st, h, body = _post(r.port, "/v1/chat/completions", ok + b" " * 50000)
+    st, h, body = _post(r.port, "/v1/chat/completions", ok + b" " * 80000)
     assert st == 503 and "retry-after" in h, (st, h, body[:200])
     assert json.loads(body)["error"]["code"] == "hold_memory_full", body
     slow.sendall(b"x" * 89000)

@@ -77,28 +77,31 @@ Test(jscan, refuses_what_jansson_refuses)
 	}
 }
 
-Test(jscan, depth)
+Test(jscan, depth_as_jansson)
 {
 	char	 m[8], *s;
-	size_t	 i, n = JSCAN_DEPTH;
+	size_t	 i, n;
 
-	s = malloc(2 * n + 64);
+	s = malloc(2 * JSCAN_DEPTH + 64);
 	cr_assert_not_null(s);
-	/* exactly JSCAN_DEPTH containers under the top-level object: refused one deeper */
-	strcpy(s, "{\"a\":");
-	for (i = 0; i < n; i++)
-		strcat(s, "[");
-	for (i = 0; i < n; i++)
-		strcat(s, "]");
-	strcat(s, ",\"model\":\"x\"}");
-	cr_assert_eq(scan(s, m, sizeof(m)), JSCAN_FOUND);
-	strcpy(s, "{\"a\":");
-	for (i = 0; i < n + 1; i++)
-		strcat(s, "[");
-	for (i = 0; i < n + 1; i++)
-		strcat(s, "]");
-	strcat(s, "}");
-	cr_assert_eq(scan(s, m, sizeof(m)), JSCAN_BAD);
+	/* around the limit, jscan refuses exactly the nesting jansson refuses */
+	for (n = JSCAN_DEPTH - 3; n <= JSCAN_DEPTH + 2; n++) {
+		json_error_t	 err;
+		json_t		*j;
+		int		 r;
+
+		strcpy(s, "{\"a\":");
+		for (i = 0; i < n; i++)
+			strcat(s, "[");
+		for (i = 0; i < n; i++)
+			strcat(s, "]");
+		strcat(s, ",\"model\":\"x\"}");
+		j = json_loads(s, 0, &err);
+		r = jscan_model(s, strlen(s), m, sizeof(m));
+		cr_assert_eq(r == JSCAN_BAD, j == NULL, "depth %zu: jscan %d, jansson %s", n,
+		    r, j ? "reads it" : "refuses it");
+		json_decref(j);
+	}
 	free(s);
 }
 

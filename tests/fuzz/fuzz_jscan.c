@@ -1,0 +1,77 @@
+/* libFuzzer harness: worker/jscan.c held to jansson's reading of the same text. */
+
+/*
+ * Whatever the input: when jansson (refusing duplicate keys) reads a JSON
+ * object, jscan must find the same "model" (or none, or a non-string one);
+ * when jscan refuses a text, jansson must refuse it too, unless it holds
+ * "model" twice (jscan refuses that, jansson keeps the last one).  The one
+ * divergence allowed the other way: jansson refuses numbers too large for
+ * its types, which are valid JSON to jscan.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "worker/jscan.h"
+#include "tests/fuzz/common.h"
+
+/* jansson read the object j: jscan's answer r (and out) must say the same of its "model". */
+static void
+agree(json_t *j, int r, const char *out, size_t outsz)
+{
+	json_t	*m = json_object_get(j, "model");
+
+	if (m == NULL && r != JSCAN_NONE)
+		abort();
+	if (m != NULL && !json_is_string(m) && r != JSCAN_NOTSTRING)
+		abort();
+	if (m != NULL && json_is_string(m)) {
+		const char *v = json_string_value(m);
+
+		if (strlen(v) + 1 > outsz ? r != JSCAN_TOOLONG :
+		    (r != JSCAN_FOUND || strcmp(v, out) != 0))
+			abort();
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	json_error_t	 err;
+	json_t		*j;
+	char		 out[64];
+	int		 r;
+
+	r = jscan_model((const char *)data, size, out, sizeof(out));
+	if (memchr(data, '\0', size) != NULL) {
+		/* jansson's reader steps over a NUL between tokens; JSON has none: jscan refuses */
+		if (r != JSCAN_BAD)
+			abort();
+		return 0;
+	}
+	j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &err);
+	if (j != NULL && json_is_object(j)) {
+		agree(j, r, out, sizeof(out));
+		json_decref(j);
+		return 0;
+	}
+	json_decref(j);
+	if (r == JSCAN_BAD)
+		return 0;
+	/* jscan read an object jansson did not: duplicates, or a number it cannot hold */
+	j = json_loadb((const char *)data, size, 0, &err);
+	if (j != NULL && json_is_object(j)) {
+		/* duplicate keys other than "model": jscan takes them, as jansson without the flag */
+		agree(j, r, out, sizeof(out));
+		json_decref(j);
+		return 0;
+	}
+	json_decref(j);
+	if (strstr(err.text, "too big") == NULL && strstr(err.text, "overflow") == NULL) {
+		fprintf(stderr, "jscan %d, jansson: %s\n", r, err.text);
+		abort();
+	}
+	return 0;
+}
