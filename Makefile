@@ -173,6 +173,7 @@ FUZZ_MAXLEN_registry	= 16384
 FUZZ_MAXLEN_http	= 8192
 FUZZ_MAXLEN_h1	= 8192
 FUZZ_MAXLEN_jscan	= 8192
+FUZZ_MAXLEN_reframe	= 65536
 FUZZ_MAXLEN_regmsg	= 16384
 # its log line for every malformed message would fill the run's log: stderr closed (libFuzzer
 # and the sanitizers still report); replay a crash without it to see the harness's messages

@@ -413,3 +413,61 @@ h1_response_head(struct buf *b, const char *base, const struct head *h,
 	out_put(&o, "\r\n", 2);
 	return out_done(&o);
 }
+
+size_t
+h1_frame_step(const struct buf *out)
+{
+	size_t	room = buf_room(out);
+
+	return room < H1_FRAME_MARGIN * 2 ? 0 : room - H1_FRAME_MARGIN;
+}
+
+int
+h1_frame_chunk(struct h1_framer *fr, uint64_t size)
+{
+	if (fr->to != BODY_CHUNKED || size == 0)
+		return 0;	/* the last chunk is written by h1_frame_end() */
+	if (buf_room(fr->out) < 20)
+		return -1;
+	fr->out->wpos += http_chunk_header(fr->out->data + fr->out->wpos, (size_t)size);
+	fr->chunk_open = 1;
+	return 0;
+}
+
+int
+h1_frame_data(struct h1_framer *fr, const char *p, size_t n)
+{
+	if (n + H1_FRAME_SLACK > buf_room(fr->out))
+		return -1;
+	if (fr->from_eof && fr->to == BODY_CHUNKED) {
+		fr->out->wpos += http_chunk_header(fr->out->data + fr->out->wpos, n);
+		buf_put(fr->out, p, n);
+		buf_put(fr->out, "\r\n", 2);
+		return 0;
+	}
+	buf_put(fr->out, p, n);
+	return 0;
+}
+
+int
+h1_frame_chunk_end(struct h1_framer *fr)
+{
+	if (!fr->chunk_open)
+		return 0;
+	if (buf_room(fr->out) < 2)
+		return -1;
+	buf_put(fr->out, "\r\n", 2);
+	fr->chunk_open = 0;
+	return 0;
+}
+
+int
+h1_frame_end(struct h1_framer *fr)
+{
+	if (fr->to != BODY_CHUNKED)
+		return 0;
+	if (buf_room(fr->out) < 5)
+		return -1;
+	buf_puts(fr->out, "0\r\n\r\n");
+	return 0;
+}

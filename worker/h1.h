@@ -71,4 +71,30 @@ struct h1_resp {
 int	 h1_response_head(struct buf *o, const char *base, const struct head *h,
 	    const struct h1_resp *r, const struct conn_tokens *ct);
 
+/*
+ * Re-framing a response body for the client, piece by piece as llhttp
+ * reports it, into a buffer that refuses to grow.  to is the framing
+ * towards the client: BODY_LENGTH and BODY_EOF pass the bytes as they are,
+ * BODY_CHUNKED writes normalized chunks (no extensions, no trailers); a
+ * close-delimited body (from_eof) becomes one chunk per piece.  struct
+ * h1_framer is in worker/worker.h (each upstream connection has one).
+ */
+
+/*
+ * The room a parse step must leave: one step may add to its input the
+ * rest of a chunk header begun in the step before (at most 18 bytes), a
+ * chunk's CRLF and the last chunk.  A step fed at most h1_frame_step()
+ * bytes never needs more room than it has.
+ */
+#define H1_FRAME_SLACK	32
+#define H1_FRAME_MARGIN	64
+
+/* How many input bytes one parse step may take with out as it is (0: wait for room). */
+size_t	 h1_frame_step(const struct buf *out);
+/* Each returns 0, or -1 if out has no room for it (nothing written): a caller's bug, not input. */
+int	 h1_frame_chunk(struct h1_framer *, uint64_t size);	/* a chunk of size begins */
+int	 h1_frame_data(struct h1_framer *, const char *, size_t);
+int	 h1_frame_chunk_end(struct h1_framer *);
+int	 h1_frame_end(struct h1_framer *);			/* the body is complete */
+
 #endif

@@ -14,13 +14,6 @@
 #include "worker/retry.h"
 #include "worker/worker.h"
 
-#define OUT_MARGIN	64		/* room kept in the client's out for framing */
-/*
- * What one parse step may add to its input bytes: the rest of a chunk
- * header whose start came in the step before (at most 18), a chunk's CRLF,
- * the last chunk.  OUT_MARGIN leaves room for it twice over.
- */
-#define FRAME_SLACK	32
 
 
 static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
@@ -144,6 +137,10 @@ resp_on_headers_complete(llhttp_t *p)
 	else
 		c->x.resp_body = c->x.http10 ? BODY_EOF : BODY_CHUNKED;
 	u->parser_eof_body = !nobody && !(p->flags & (F_CHUNKED | F_CONTENT_LENGTH));
+	u->fr.out = &c->out;
+	u->fr.to = c->x.resp_body;
+	u->fr.from_eof = u->parser_eof_body;
+	u->fr.chunk_open = 0;
 	/* decided now: llhttp resets its flags once the message completes */
 	u->keepalive = llhttp_should_keep_alive(p) && !u->parser_eof_body;
 
@@ -165,7 +162,7 @@ resp_on_headers_complete(llhttp_t *p)
 
 		if (h1_response_head(&c->out, base, &u->h, &hr, &ct) == -1)
 			return -1;
-		if (buf_room(&c->out) < OUT_MARGIN * 2) {
+		if (buf_room(&c->out) < H1_FRAME_MARGIN * 2) {
 			c->out.wpos = start;
 			return -1;
 		}
@@ -206,24 +203,15 @@ static int
 resp_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct upconn	*u = up_of_parser(p);
-	struct client	*c = u->cl;
-	struct buf	*o = &c->out;
 
 	if (u->interim)
 		return 0;		/* never forward a body of an interim response */
-	if (len + FRAME_SLACK > buf_room(o)) {
-		/* up_parse() bounds its input by our room: this is a bug, not input */
+	if (h1_frame_data(&u->fr, at, len) == -1) {
+		/* up_parse() bounds its input by the room: this is a bug, not input */
 		log_warnx("upstream: body of %zu bytes for %zu bytes of room", len,
-		    buf_room(o));
+		    buf_room(u->fr.out));
 		return -1;
 	}
-	if (u->parser_eof_body && c->x.resp_body == BODY_CHUNKED) {
-		o->wpos += http_chunk_header(o->data + o->wpos, len);
-		buf_put(o, at, len);
-		buf_put(o, "\r\n", 2);
-		return 0;
-	}
-	buf_put(o, at, len);
 	return 0;
 }
 
@@ -231,16 +219,10 @@ static int
 resp_on_chunk_header(llhttp_t *p)
 {
 	struct upconn	*u = up_of_parser(p);
-	struct client	*c = u->cl;
 
 	if (u->interim)
 		return 0;		/* an interim response's body is never forwarded */
-	if (c->x.resp_body == BODY_CHUNKED && p->content_length > 0) {
-		c->out.wpos += http_chunk_header(c->out.data + c->out.wpos,
-		    p->content_length);
-		u->chunk_open = 1;
-	}
-	return 0;
+	return h1_frame_chunk(&u->fr, p->content_length);
 }
 
 static int
@@ -248,11 +230,7 @@ resp_on_chunk_complete(llhttp_t *p)
 {
 	struct upconn	*u = up_of_parser(p);
 
-	if (u->chunk_open && !u->interim) {
-		buf_put(&u->cl->out, "\r\n", 2);
-		u->chunk_open = 0;
-	}
-	return 0;
+	return u->interim ? 0 : h1_frame_chunk_end(&u->fr);
 }
 
 static int
@@ -265,8 +243,8 @@ resp_on_message_complete(llhttp_t *p)
 		u->interim = 0;
 		return 0;
 	}
-	if (c->x.resp_body == BODY_CHUNKED)
-		buf_puts(&c->out, "0\r\n\r\n");
+	if (h1_frame_end(&u->fr) == -1)
+		return -1;
 	c->x.resp_done = 1;
 	return HPE_PAUSED;
 }
@@ -527,25 +505,21 @@ up_parse(struct upconn *u)
 {
 	struct client	*c = u->cl;
 	const char	*p;
-	size_t		 n, room;
+	size_t		 n, step;
 	llhttp_errno_t	 err;
 
 	if (buf_len(&u->in) == 0 || c->x.resp_done)
 		return 0;
-	room = buf_room(&c->out);
-	if (room < OUT_MARGIN * 2) {
+	if ((step = h1_frame_step(&c->out)) == 0) {
 		if (c->out.rpos == 0)
 			return 0;
 		buf_compact(&c->out);
-		room = buf_room(&c->out);
-		if (room < OUT_MARGIN * 2)
+		if ((step = h1_frame_step(&c->out)) == 0)
 			return 0;
 	}
 	n = buf_len(&u->in);
-	if (u->head_done && n > room - OUT_MARGIN) {
-		/* body: bounded by what the client can take; close-delimited adds a chunk header per call */
-		n = room - OUT_MARGIN;
-	}
+	if (u->head_done && n > step)
+		n = step;	/* body: no more than the framer has room for */
 	p = u->in.data + u->in.rpos;
 	err = llhttp_execute(&u->parser, p, n);
 	if (err == HPE_OK) {
@@ -702,7 +676,7 @@ upstream_drive(struct upconn *u)
 			/* the close ends the body: on_message_complete runs (and pauses) */
 			llhttp_errno_t err;
 
-			if (buf_room(&c->out) < OUT_MARGIN) {
+			if (buf_room(&c->out) < H1_FRAME_MARGIN) {
 				/* the last chunk needs room: after the client took some */
 				if (c->out.rpos == 0)
 					return progress;

@@ -48,6 +48,13 @@ enum body_kind {
 	BODY_EOF		/* response delimited by the backend's close */
 };
 
+/* How a response body is re-framed for the client (worker/h1.c, h1_frame_*()). */
+struct h1_framer {
+	struct buf	*out;
+	enum body_kind	 to;
+	unsigned	 from_eof:1, chunk_open:1;
+};
+
 /* What the client side is doing with the current request. */
 enum cphase {
 	CP_IDLE = 0,		/* keep-alive: waiting for the first byte */
@@ -151,8 +158,9 @@ struct upconn {
 	uint64_t		 addr_gen;	/* backend address generation it was made for */
 	unsigned		 rd_ready:1, wr_ready:1, closed:1, reused:1,
 				 got_bytes:1, eof:1, no_reuse:1, interim:1,
-				 head_done:1, parser_eof_body:1, chunk_open:1,
+				 head_done:1, parser_eof_body:1,
 				 keepalive:1, hup:1, retry_status:1;
+	struct h1_framer	 fr;		/* the response body towards the client */
 	uint64_t		 t_sent;	/* ms: request fully handed to the socket */
 	uint64_t		 nreq;
 };
