@@ -12,7 +12,6 @@
 #include "worker/http.h"
 #include "worker/worker.h"
 
-#define FWD_MARGIN	64	/* room kept in fwd for chunk framing of a parse step */
 
 static struct client *
 client_of_parser(llhttp_t *p)
@@ -255,6 +254,10 @@ req_on_headers_complete(llhttp_t *p)
 	if (h1_request_head(&c->fwd, base, &c->h, &r, &ct, c->ip, c->x.rid) == -1)
 		return client_fail(c, 431);
 	c->x.fwd_head = (uint32_t)c->fwd.wpos;
+	/* the body goes on as it came (Content-Length) or in normalized chunks */
+	c->x.fr.out = &c->fwd;
+	c->x.fr.to = r.body == BODY_CHUNKED ? BODY_CHUNKED : BODY_LENGTH;
+	c->x.fr.from_eof = c->x.fr.chunk_open = 0;
 	c->x.local_models = p->method == HTTP_GET && plen >= 10 &&
 	    memcmp(path, "/v1/models", 10) == 0 && (plen == 10 || path[10] == '?') &&
 	    models_declared(c->w);
@@ -277,7 +280,12 @@ req_on_body(llhttp_t *p, const char *at, size_t len)
 	c->x.body_len += len;
 	if (c->w->conf->limits.body && c->x.body_len > c->w->conf->limits.body)
 		return client_fail(c, 413);
-	buf_put(&c->fwd, at, len);
+	if (h1_frame_data(&c->x.fr, at, len) == -1) {
+		/* request_parse() bounds its input by the room: a bug, not input */
+		log_warnx("request: body of %zu bytes for %zu bytes of room", len,
+		    buf_room(&c->fwd));
+		return client_fail(c, 500);
+	}
 	if (c->x.holding && c->x.body_len > c->w->conf->limits.hold)
 		c->x.hold_over = 1;	/* request_parse() lets it stream from here */
 	return 0;
@@ -319,12 +327,8 @@ req_on_chunk_header(llhttp_t *p)
 		c->x.trailer_prev = '\n';	/* "0\r\n" ended a line */
 		return HPE_PAUSED;
 	}
-	if (p->content_length > 0) {
-		c->fwd.wpos += http_chunk_header(c->fwd.data + c->fwd.wpos,
-		    p->content_length);
-		c->x.chunk_open = 1;
-	}
-	return 0;
+	return h1_frame_chunk(&c->x.fr, p->content_length) == -1 ?
+	    client_fail(c, 500) : 0;
 }
 
 static int
@@ -333,11 +337,7 @@ req_on_chunk_complete(llhttp_t *p)
 	struct client	*c = client_of_parser(p);
 
 	/* the zero-size last chunk is written in message_complete */
-	if (c->x.chunk_open) {
-		buf_put(&c->fwd, "\r\n", 2);
-		c->x.chunk_open = 0;
-	}
-	return 0;
+	return h1_frame_chunk_end(&c->x.fr) == -1 ? client_fail(c, 500) : 0;
 }
 
 static int
@@ -345,8 +345,8 @@ req_on_message_complete(llhttp_t *p)
 {
 	struct client	*c = client_of_parser(p);
 
-	if (c->x.req_body == BODY_CHUNKED)
-		buf_puts(&c->fwd, "0\r\n\r\n");
+	if (h1_frame_end(&c->x.fr) == -1)
+		return client_fail(c, 500);
 	c->x.msg_done = 1;
 	if (c->phase == CP_BODY)
 		c->phase = CP_SENT;
@@ -435,7 +435,7 @@ request_parse(struct client *c)
 				return 0;
 		}
 		if (c->x.holding && (c->x.hold_over ||
-		    (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap &&
+		    (c->fwd.wpos + H1_FRAME_MARGIN >= c->fwd.cap &&
 		    hold_grow(c, c->fwd.cap + 1) == -1))) {
 			/* past limits.hold or the hold memory: the body streams from here */
 			c->x.holding = 0;
@@ -445,16 +445,16 @@ request_parse(struct client *c)
 				return c->closed ? -1 : 1;
 			}
 		}
-		if (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap) {
+		if (c->fwd.wpos + H1_FRAME_MARGIN >= c->fwd.cap) {
 			if (c->fwd.rpos == 0)
 				return 0;
 			buf_compact(&c->fwd);
 			c->x.fwd_whole = 0;
-			if (c->fwd.wpos + FWD_MARGIN >= c->fwd.cap)
+			if (c->fwd.wpos + H1_FRAME_MARGIN >= c->fwd.cap)
 				return 0;
 		}
-		if (n > c->fwd.cap - c->fwd.wpos - FWD_MARGIN)
-			n = c->fwd.cap - c->fwd.wpos - FWD_MARGIN;
+		if (n > c->fwd.cap - c->fwd.wpos - H1_FRAME_MARGIN)
+			n = c->fwd.cap - c->fwd.wpos - H1_FRAME_MARGIN;
 	}
 	p = c->in.data + c->in.rpos;
 	trailers = c->x.trailers;

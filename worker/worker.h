@@ -81,6 +81,7 @@ struct exchange {
 	uint8_t			 method;	/* llhttp_method_t */
 	uint64_t		 body_len;	/* request body bytes seen (decoded) */
 	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
+	struct h1_framer	 fr;		/* the request body into fwd */
 	uint32_t		 ext_len;	/* bytes of the current chunk-extension name */
 	char			 trailer_prev;	/* last trailer-section byte seen */
 	size_t			 hold_acct;	/* bytes of w->hold_used that are ours */
@@ -88,7 +89,7 @@ struct exchange {
 				 fwd_whole:1,	/* fwd still holds the whole request (replayable) */
 				 expect_100:1, http10:1, is_head:1, idempotent:1,
 				 started:1,	/* routing began */
-				 chunk_open:1, trailers:1, local_models:1,
+				 trailers:1, local_models:1,
 				 holding:1,	/* body received whole before routing */
 				 hold_nomem:1,	/* not held: limits.hold_memory was spent */
 				 hold_over:1,	/* the body outgrew limits.hold */

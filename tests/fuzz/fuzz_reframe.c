@@ -1,4 +1,4 @@
-/* libFuzzer harness: worker/h1.c's response re-framer, fed in steps bounded by the room, as upstream.c feeds it. */
+/* libFuzzer harness: worker/h1.c's body re-framer (responses in upstream.c, request bodies in request.c), fed in steps bounded by the room. */
 
 /*
  * From the input: a body, the backend's framing (Content-Length, chunked

@@ -312,3 +312,44 @@ Test(h1, response_head_rewrite)
 	cr_assert_eq(h1_response_head(&b, raw, &t.h, &hr, &ct), 0);
 	cr_assert_eq(b.wpos, full);
 }
+
+/* The re-framer: normalized chunks, close-delimited pieces as chunks, and no write past the room. */
+Test(h1, framer)
+{
+	char			 buf[256];
+	struct buf		 b = { buf, sizeof(buf), 0, 0 };
+	struct h1_framer	 fr = { &b, BODY_CHUNKED, 0, 0 };
+
+	cr_assert_eq(h1_frame_chunk(&fr, 0x1F), 0);
+	cr_assert_eq(h1_frame_data(&fr, "abc", 3), 0);
+	cr_assert_eq(h1_frame_chunk_end(&fr), 0);
+	cr_assert_eq(h1_frame_chunk_end(&fr), 0, "no chunk open: nothing written");
+	cr_assert_eq(h1_frame_end(&fr), 0);
+	buf[b.wpos] = '\0';
+	cr_assert_str_eq(buf, "1f\r\nabc\r\n0\r\n\r\n");
+	/* close-delimited to chunked: each piece is its own chunk */
+	b.wpos = 0;
+	fr.from_eof = 1;
+	cr_assert_eq(h1_frame_data(&fr, "hello", 5), 0);
+	cr_assert_eq(h1_frame_data(&fr, "!", 1), 0);
+	cr_assert_eq(h1_frame_end(&fr), 0);
+	buf[b.wpos] = '\0';
+	cr_assert_str_eq(buf, "5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n");
+	/* passed through as it is */
+	b.wpos = 0;
+	fr.to = BODY_LENGTH;
+	fr.from_eof = 0;
+	cr_assert_eq(h1_frame_chunk(&fr, 9), 0);
+	cr_assert_eq(h1_frame_data(&fr, "xy", 2), 0);
+	cr_assert_eq(h1_frame_end(&fr), 0);
+	cr_assert_eq(b.wpos, 2);
+	/* room: a piece must leave H1_FRAME_SLACK, and a step is the room less H1_FRAME_MARGIN */
+	b.wpos = sizeof(buf) - 40;
+	cr_assert_eq(h1_frame_data(&fr, "12345678", 8), 0);
+	cr_assert_eq(h1_frame_data(&fr, "1", 1), -1);
+	cr_assert_eq(b.wpos, sizeof(buf) - 32, "a refusal writes nothing");
+	b.wpos = 0;
+	cr_assert_eq(h1_frame_step(&b), sizeof(buf) - H1_FRAME_MARGIN);
+	b.wpos = sizeof(buf) - 2 * H1_FRAME_MARGIN + 1;
+	cr_assert_eq(h1_frame_step(&b), 0);
+}
