@@ -14,6 +14,7 @@
 
 #include "lib/log.h"
 #include "worker/admin.h"
+#include "worker/h1.h"
 #include "worker/http.h"
 #include "worker/worker.h"
 
@@ -360,19 +361,7 @@ ac_on_message_complete(llhttp_t *p)
 static int
 ac_crlf_bad(struct adminconn *ac, const char *p, size_t n)
 {
-	char	prev = ac->prev;
-	size_t	i;
-
-	for (i = 0; i < n; i++) {
-		char b = p[i];
-
-		if ((b == '\n' && prev != '\r') || (prev == '\r' && b != '\n') ||
-		    (prev == '\n' && (b == ' ' || b == '\t')))
-			return 1;
-		prev = b;
-	}
-	ac->prev = prev;
-	return 0;
+	return h1_lines_bad(&ac->prev, p, n);
 }
 
 static void

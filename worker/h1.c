@@ -471,3 +471,21 @@ h1_frame_end(struct h1_framer *fr)
 	buf_puts(fr->out, "0\r\n\r\n");
 	return 0;
 }
+
+int
+h1_lines_bad(char *prevp, const char *p, size_t n)
+{
+	char	prev = *prevp;
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		char b = p[i];
+
+		if ((b == '\n' && prev != '\r') || (prev == '\r' && b != '\n') ||
+		    (prev == '\n' && (b == ' ' || b == '\t')))
+			return 1;
+		prev = b;
+	}
+	*prevp = prev;
+	return 0;
+}

@@ -44,6 +44,14 @@ int	 h1_request_head(struct buf *f, const char *base, const struct head *h,
 	    const struct h1_req *r, const struct conn_tokens *ct, const char *ip,
 	    const char *rid);
 
+/*
+ * Lines that llhttp 8 lets through leniently (a trailer section, a head
+ * read in pieces): 1 if p[0, n) holds a CR not followed by LF, an LF
+ * without its CR, or a line starting with SP/HTAB (obs-fold).  *prev is
+ * the byte before p, updated so that the check carries over reads.
+ */
+int	 h1_lines_bad(char *prev, const char *p, size_t n);
+
 /* The single field called lname: 1 found (its value in *v), 0 none, -1 more than one. */
 int	 h1_find(const char *base, const struct head *h, const char *lname, struct span *v);
 

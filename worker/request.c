@@ -399,19 +399,7 @@ client_parse_status(struct client *c, llhttp_errno_t err)
 static int
 req_trailer_bad(struct client *c, const char *p, size_t n)
 {
-	char	prev = c->x.trailer_prev;
-	size_t	i;
-
-	for (i = 0; i < n; i++) {
-		char b = p[i];
-
-		if ((b == '\n' && prev != '\r') || (prev == '\r' && b != '\n') ||
-		    (prev == '\n' && (b == ' ' || b == '\t')))
-			return 1;
-		prev = b;
-	}
-	c->x.trailer_prev = prev;
-	return 0;
+	return h1_lines_bad(&c->x.trailer_prev, p, n);
 }
 
 /* Feed buffered request bytes to llhttp.  Returns 1 on progress, 0 on none, -1 if c was closed. */
