@@ -483,6 +483,8 @@ regbuf_append(struct regbuf *b, const void *p, size_t len)
 	char	*n;
 	size_t	 cap;
 
+	if (len == 0)
+		return 0;	/* memcpy() to a buffer not yet made is undefined, even of nothing */
 	if (b->len + len > b->cap) {
 		for (cap = b->cap ? b->cap : 65536; cap < b->len + len; cap *= 2)
 			;

@@ -122,6 +122,9 @@ fz_request(const char *in, size_t len, size_t cap)
 
 	if (!fz_parse(&p, HTTP_REQUEST, &A, in, len))
 		return;
+	/* routerd adds up to 4 fields: the re-parse below keeps WORKER_HDR_MAX, as the worker does */
+	if (A.h.n > WORKER_HDR_MAX - 4)
+		return;
 	if (h1_request_check(&p, in, len, &A.h, 0, &r) != 0)
 		return;
 	http_conn_tokens(in, &A.h, &ct);
