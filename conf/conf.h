@@ -27,8 +27,19 @@ enum conf_strategy {
 	STRAT_RANDOM,
 	STRAT_GEO,
 	STRAT_MODEL,
-	STRAT_COUNT
+	STRAT_LEAST_TOKENS,
+	STRAT_LLM,
+	STRAT_COUNT		/* also "none", for shadow_strategy */
 };
+
+/* A pool's filters, applied in order before its strategy ranks the rest. */
+enum conf_filter {
+	FILTER_NONE = 0,
+	FILTER_MODEL,		/* backends serving the request's model (pair healthy) */
+	FILTER_REGION,		/* backends of the router's region, if any is eligible */
+	FILTER_SATURATION	/* backends below llm.queue_limit / llm.kv_limit, if any */
+};
+#define CONF_FILTERS_MAX	4	/* conf_pool.filters: one enum conf_filter per 4 bits, first in the low bits */
 
 enum conf_health_type {
 	HEALTH_HTTP = 0,
@@ -68,6 +79,9 @@ struct conf_pool {
 	enum conf_strategy	 strategy;	/* default: the top-level strategy */
 	enum conf_strategy	 base_strategy;	/* for STRAT_MODEL/GEO: what ranks the survivors */
 	char			 backup_pool[CONF_NAME_MAX];	/* "" = none: takes over when nothing here is eligible */
+	uint32_t		 allow_strategies;	/* bit per strategy X-Router-Strategy may ask for */
+	enum conf_strategy	 shadow_strategy;	/* STRAT_COUNT: none */
+	uint32_t		 filters;		/* CONF_FILTERS_MAX enum conf_filter, 4 bits each */
 	struct conf_backend	*backends;
 	size_t			 nbackends;
 };
@@ -108,7 +122,21 @@ struct conf {
 		int			 port_offset;	/* 0 */
 		int			 fall;		/* 3 */
 		int			 rise;		/* 2 */
+		int			 metrics;	/* 0/1: read each backend's /metrics */
+		int			 metrics_interval_ms;	/* 1s */
+		char			 metrics_path[CONF_PATH_MAX];	/* /metrics */
+		int			 models;	/* 0/1: read each backend's /v1/models */
 	} health;
+	struct {
+		int	 block;			/* 256 characters per prefix block */
+		int	 max_blocks;		/* 128: prefix blocks hashed per request */
+		int64_t	 affinity_limit;	/* 200000 uncached prompt tokens in flight */
+		int	 queue_limit;		/* 8 waiting requests (backend metrics) */
+		int	 kv_limit;		/* 95 % KV-cache use (backend metrics) */
+		int	 hold_headers;		/* 0/1: hold the head until the first SSE event */
+		int	 output_tokens;		/* 256: expected output when max_tokens is absent */
+		int	 load_factor;		/* 125 %: bounded load of the cold placement */
+	} llm;
 	struct {
 		int	 threshold;		/* 10 */
 		int	 timeout_ms;		/* 60s */
@@ -145,6 +173,8 @@ struct conf {
 		int	 upstream_response_ms;	/* 60s, idle between response bytes */
 		int	 upstream_idle_ms;	/* 4s, pooled backend connection */
 		int	 drain_ms;		/* 30s */
+		int	 first_token_ms;	/* 30s: request sent -> first body byte */
+		int	 stream_idle_ms;	/* 60s: between events once a stream began */
 	} timeout;
 	struct {
 		size_t	 header_size;		/* 16 KiB: the whole request head */

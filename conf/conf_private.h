@@ -42,6 +42,7 @@ struct conf_msg {
 struct conf_loader {
 	struct conf		*conf;
 	const char		*file;		/* for messages: path or "<default>" */
+	void			*doc;		/* the yaml_document_t being read */
 	FILE			*errf;
 	int			 nerrors;
 	struct conf_msg		*msgs;		/* kept for conf_msg_flush() */

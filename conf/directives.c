@@ -28,7 +28,19 @@
 /* Index = enum value; kept next to the enums' order in conf.h. */
 const char *const conf_strategy_names[] = {
 	"round_robin", "weighted", "least_connections", "power_of_two",
-	"least_latency", "random", "geo", "model", NULL
+	"least_latency", "random", "geo", "model", "least_tokens", "llm", NULL
+};
+/* The same, and "none" (STRAT_COUNT): for shadow_strategy. */
+static const char *const conf_shadow_names[] = {
+	"round_robin", "weighted", "least_connections", "power_of_two",
+	"least_latency", "random", "geo", "model", "least_tokens", "llm",
+	"none", NULL
+};
+_Static_assert(sizeof(conf_shadow_names) / sizeof(conf_shadow_names[0]) ==
+    STRAT_COUNT + 2, "shadow names out of step with enum conf_strategy");
+/* Index = enum conf_filter. */
+static const char *const conf_filter_names[] = {
+	"none", "model", "region", "saturation", NULL
 };
 static const char *const conf_health_names[] = {
 	"http", "tcp", "llm", "none", NULL
@@ -105,6 +117,18 @@ const struct conf_directive conf_directives[] = {
 	{ "health.rise", "int", "2", NULL, NULL,
 	  "consecutive good checks that mark a backend up",
 	  C(health.rise), 1, 1000, NULL },
+	{ "health.metrics", "bool", "false", NULL, NULL,
+	  "read each backend's Prometheus metrics (vLLM names) into the table",
+	  C(health.metrics), 0, 0, NULL },
+	{ "health.metrics_interval", "duration", "1s", NULL, NULL,
+	  "how often; a figure older than three intervals is not used",
+	  C(health.metrics_interval_ms), 50, INT_MAX, NULL },
+	{ "health.metrics_path", "urlpath", "/metrics", NULL, NULL,
+	  "URL path of the backends' Prometheus metrics",
+	  C(health.metrics_path), 1, 0, NULL },
+	{ "health.models", "bool", "false", NULL, NULL,
+	  "read each backend's /v1/models: a model it does not list is out there",
+	  C(health.models), 0, 0, NULL },
 
 	{ "breaker.threshold", "int", "10", "ROUTER_CIRCUIT_BREAKER_THRESHOLD",
 	  NULL, "consecutive failed requests that open a backend's breaker",
@@ -192,6 +216,37 @@ const struct conf_directive conf_directives[] = {
 	{ "timeout.drain", "duration", "30s", NULL, NULL,
 	  "time old workers get to finish their requests on reload or stop",
 	  C(timeout.drain_ms), 0, INT_MAX, NULL },
+	{ "timeout.first_token", "duration", "30s", NULL, NULL,
+	  "from sending a request to the backend's first body byte (first SSE event)",
+	  C(timeout.first_token_ms), 1, INT_MAX, NULL },
+	{ "timeout.stream_idle", "duration", "60s", NULL, NULL,
+	  "silence between two events of a stream once it began",
+	  C(timeout.stream_idle_ms), 1, INT_MAX, NULL },
+
+	{ "llm.block", "int", "256", NULL, NULL,
+	  "characters per prefix block of a prompt",
+	  C(llm.block), 16, 65536, NULL },
+	{ "llm.max_blocks", "int", "128", NULL, NULL,
+	  "prefix blocks hashed per request (the rest of a long prompt is not)",
+	  C(llm.max_blocks), 1, 1024, NULL },
+	{ "llm.affinity_limit", "int", "200000", NULL, NULL,
+	  "uncached prompt tokens in flight at a backend before its prefix affinity yields",
+	  C(llm.affinity_limit), 1, LLONG_MAX, NULL },
+	{ "llm.queue_limit", "int", "8", NULL, NULL,
+	  "waiting requests a backend reports (health.metrics) before it yields",
+	  C(llm.queue_limit), 0, 1000000, NULL },
+	{ "llm.kv_limit", "int", "95", NULL, NULL,
+	  "KV-cache use a backend reports, in percent, before it yields",
+	  C(llm.kv_limit), 1, 100, NULL },
+	{ "llm.hold_headers", "bool", "true", NULL, NULL,
+	  "llm pools: hold the response head until the first SSE event, so a failure before it is retried",
+	  C(llm.hold_headers), 0, 0, NULL },
+	{ "llm.output_tokens", "int", "256", NULL, NULL,
+	  "output tokens expected of a request that sets no max_tokens",
+	  C(llm.output_tokens), 1, 1000000, NULL },
+	{ "llm.load_factor", "int", "125", NULL, NULL,
+	  "cold prefixes: a backend above this percent of the mean token load is passed over",
+	  C(llm.load_factor), 100, 1000, NULL },
 
 	{ "limits.header_size", "size", "16k", NULL, NULL,
 	  "largest request head (431 beyond)",
@@ -229,6 +284,15 @@ const struct conf_directive conf_pool_keys[] = {
 	{ "backup_pool", "name", "", NULL, NULL,
 	  "pool that takes the requests when no backend here is eligible",
 	  P(backup_pool), 0, 0, NULL },
+	{ "allow_strategies", "strategies", "", NULL, NULL,
+	  "strategies a request may ask for with X-Router-Strategy",
+	  P(allow_strategies), 0, 0, conf_strategy_names },
+	{ "shadow_strategy", "enum", "none", NULL, NULL,
+	  "computed beside every pick, never used; its agreement is in the metrics",
+	  P(shadow_strategy), 0, 0, conf_shadow_names },
+	{ "filters", "filters", "", NULL, NULL,
+	  "filters applied in order before the strategy: model, region, saturation",
+	  P(filters), 0, CONF_FILTERS_MAX, conf_filter_names },
 	{ "backends", "backends", NULL, NULL, NULL,
 	  "list of backends (at least one, except in registry.pool)",
 	  0, 0, 0, 0, NULL },
@@ -697,6 +761,110 @@ conf_set_enum(const struct conf_directive *d, void *field, const char *text,
 	return -1;
 }
 
+/*
+ * A comma-separated list of names (a YAML list is joined with commas
+ * first): "strategies" is a set, one bit per name; "filters" a sequence
+ * of up to d->max names, 4 bits each, the first in the low bits.
+ */
+static int
+conf_set_names(const struct conf_directive *d, void *field, const char *text,
+    char *err, size_t errlen, int seq)
+{
+	char		 buf[256], *p, *tok;
+	uint32_t	 v = 0;
+	int		 n = 0, i;
+
+	if (strlcpy(buf, text, sizeof(buf)) >= sizeof(buf)) {
+		snprintf(err, errlen, "list too long");
+		return -1;
+	}
+	for (p = buf; (tok = strsep(&p, ",")) != NULL; ) {
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		tok[strcspn(tok, " \t")] = '\0';
+		if (*tok == '\0')
+			continue;
+		for (i = seq; d->names[i] != NULL; i++)
+			if (strcmp(tok, d->names[i]) == 0)
+				break;
+		if (d->names[i] == NULL) {
+			snprintf(err, errlen, "unknown name '%s'", tok);
+			return -1;
+		}
+		if (seq) {
+			if (n == d->max) {
+				snprintf(err, errlen, "at most %lld entries",
+				    (long long)d->max);
+				return -1;
+			}
+			v |= (uint32_t)i << (4 * n);
+		} else {
+			if (v & 1u << i) {
+				snprintf(err, errlen, "'%s' listed twice", tok);
+				return -1;
+			}
+			v |= 1u << i;
+		}
+		n++;
+	}
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
+static int
+conf_set_strategies(const struct conf_directive *d, void *field,
+    const char *text, char *err, size_t errlen)
+{
+	return conf_set_names(d, field, text, err, errlen, 0);
+}
+
+static int
+conf_set_filters(const struct conf_directive *d, void *field,
+    const char *text, char *err, size_t errlen)
+{
+	return conf_set_names(d, field, text, err, errlen, 1);
+}
+
+static void
+conf_fmt_names(const struct conf_directive *d, const void *field, char *buf,
+    size_t len, int seq)
+{
+	uint32_t v;
+	size_t	 off = 0;
+	int	 i;
+
+	memcpy(&v, field, sizeof(v));
+	buf[0] = '\0';
+	for (i = 0; i < 32 && off < len; i++) {
+		unsigned x;
+
+		if (seq) {
+			if ((x = (v >> (4 * i)) & 0xf) == 0 || i >= 8)
+				break;
+		} else {
+			if ((v & 1u << i) == 0)
+				continue;
+			x = (unsigned)i;
+		}
+		off += (size_t)snprintf(buf + off, len - off, "%s%s",
+		    off ? "," : "", d->names[x]);
+	}
+}
+
+static void
+conf_fmt_strategies(const struct conf_directive *d, const void *field,
+    char *buf, size_t len)
+{
+	conf_fmt_names(d, field, buf, len, 0);
+}
+
+static void
+conf_fmt_filters(const struct conf_directive *d, const void *field,
+    char *buf, size_t len)
+{
+	conf_fmt_names(d, field, buf, len, 1);
+}
+
 static void
 conf_fmt_enum(const struct conf_directive *d, const void *field, char *buf,
     size_t len)
@@ -722,6 +890,8 @@ static const struct conf_type conf_types[] = {
 	{ "addr",	conf_set_addr,		conf_fmt_addr,		1 },
 	{ "workers",	conf_set_workers,	conf_fmt_int,		0 },
 	{ "enum",	conf_set_enum,		conf_fmt_enum,		0 },
+	{ "strategies",	conf_set_strategies,	conf_fmt_strategies,	1 },
+	{ "filters",	conf_set_filters,	conf_fmt_filters,	1 },
 	/* Structural: walked by yaml.c, printed by conf_dump(). */
 	{ "list",	NULL,			NULL,			0 },
 	{ "backends",	NULL,			NULL,			0 },

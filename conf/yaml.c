@@ -141,15 +141,44 @@ conf_yaml_key(yaml_document_t *doc, yaml_node_t *map, yaml_node_pair_t *p)
 	return (const char *)k->data.scalar.value;
 }
 
+/* A list of scalars as one comma-separated text (for the name-list types). */
+static int
+conf_yaml_join(struct conf_loader *ld, yaml_node_t *v, const char *label,
+    char *buf, size_t len)
+{
+	yaml_node_item_t	*it;
+	yaml_node_t		*e;
+	const char		*s;
+
+	buf[0] = '\0';
+	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	    it++) {
+		e = yaml_document_get_node((yaml_document_t *)ld->doc, *it);
+		if (e == NULL || (s = conf_yaml_scalar(ld, e, label)) == NULL)
+			return -1;
+		if ((buf[0] != '\0' && strlcat(buf, ",", len) >= len) ||
+		    strlcat(buf, s, len) >= len) {
+			conf_yaml_err(ld, v, "%s: list too long", label);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Sets row d of a table from node v; reports "where: name: why" at v. */
 static int
 conf_yaml_set(struct conf_loader *ld, const struct conf_directive *d,
     void *obj, yaml_node_t *v, const char *label)
 {
-	char		 err[CONF_ERR_MAX];
+	char		 err[CONF_ERR_MAX], joined[256];
 	const char	*text;
 
-	if ((text = conf_yaml_scalar(ld, v, label)) == NULL)
+	if (v->type == YAML_SEQUENCE_NODE && (strcmp(d->type, "strategies") == 0 ||
+	    strcmp(d->type, "filters") == 0)) {
+		if (conf_yaml_join(ld, v, label, joined, sizeof(joined)) == -1)
+			return -1;
+		text = joined;
+	} else if ((text = conf_yaml_scalar(ld, v, label)) == NULL)
 		return -1;
 	if (conf_directive_set(d, obj, text, err, sizeof(err)) == -1) {
 		conf_yaml_err(ld, v, "%s: %s", label, err);
@@ -603,6 +632,7 @@ conf_yaml_load(struct conf_loader *ld, FILE *fp, const char *text)
 		return -1;
 	}
 	if ((root = yaml_document_get_root_node(&doc)) != NULL) {
+		ld->doc = &doc;
 		conf_yaml_root(ld, &doc, root);
 		/* A second document would be silently ignored: say so. */
 		if (!yaml_parser_load(&parser, &extra)) {
@@ -619,6 +649,7 @@ conf_yaml_load(struct conf_loader *ld, FILE *fp, const char *text)
 			yaml_document_delete(&extra);
 		}
 	}
+	ld->doc = NULL;
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
 	return rv;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			8u	/* 5: stable pool ids; 6: held bodies; 7: registry; 8: accept/free lists */
+#define SHM_ABI			9u	/* 5: stable pool ids; 6: held bodies; 7: registry; 8: accept/free lists; 9: LLM routing */
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -20,6 +20,12 @@
 #define SHM_LAT_BUCKETS		16
 #define SHM_CACHELINE		64
 #define SHM_INLOG_LEN		4096		/* entries in a stripe's in-flight log, a power of two */
+#define SHM_PAIRS		(SHM_SLOT_MODELS + 1)	/* a slot's models, then "any other model" */
+#define SHM_TOK_BUCKETS		16		/* token histograms: <= 1, 2, 4, ... 16384, +Inf */
+#define SHM_PFX_WAYS		8		/* prefix index: entries per set (one cache line) */
+#define SHM_PFX_SETS		16384		/* sets, a power of two: 131072 (prefix, backend) pairs */
+#define SHM_EXPLAIN_LEN		64		/* decisions kept per worker, a power of two */
+#define SHM_EXPLAIN_CANDS	8		/* candidates kept per decision */
 
 enum shm_health {
 	SHM_HEALTH_UNKNOWN = 0,		/* no check finished yet: eligible */
@@ -98,6 +104,28 @@ struct shm_slot {
 	 */
 	_Atomic uint32_t force_breaker;
 	_Atomic uint32_t force_seq;
+
+	/*
+	 * prober only: the backend's own load signals, from its Prometheus
+	 * /metrics (health.metrics, vLLM's names), and which of its models
+	 * are out.  m_ms is the CLOCK_REALTIME ms of the last good read, 0
+	 * for none; a reader ignores m_* older than three
+	 * health.metrics_interval.  Bit i of models_down: d.models[i] is
+	 * missing from the backend's /v1/models; of models_open: the
+	 * (backend, model) pair's breaker is open (its requests fail while
+	 * the backend's others work).  Either takes that pair out, not the
+	 * backend.
+	 */
+	alignas(SHM_CACHELINE) _Atomic uint32_t m_waiting;	/* vllm:num_requests_waiting */
+	_Atomic uint32_t m_running;		/* vllm:num_requests_running */
+	_Atomic uint32_t m_kv_ppm;		/* vllm:kv_cache_usage_perc, parts per million */
+	_Atomic uint32_t m_fails;		/* consecutive failed /metrics reads */
+	_Atomic uint64_t m_ms;
+	_Atomic uint64_t m_reads;		/* good reads, total */
+	_Atomic uint64_t m_errors;		/* failed reads, total */
+	_Atomic uint32_t models_down;
+	_Atomic uint32_t models_open;
+	_Atomic uint64_t models_ms;		/* last good /v1/models read */
 };
 
 #define SHM_FORCE_NONE		0	/* the breaker follows traffic */
@@ -126,6 +154,91 @@ struct shm_counters {
 	_Atomic uint64_t failover_ok;		/* ...that another backend then answered */
 	_Atomic uint64_t failover_us;		/* sum of first failure -> answer head */
 	_Atomic uint64_t last_failover_ms;	/* CLOCK_REALTIME ms of the last success */
+	/* tokens now at this backend, all models (the sums of its shm_pair stripes) */
+	_Atomic int64_t	 tok_prompt;		/* prompt tokens in flight */
+	_Atomic int64_t	 tok_uncached;		/* ...of them not expected in its prefix cache */
+	_Atomic int64_t	 tok_output;		/* output tokens expected, not yet received */
+	/* live latency, as this worker measures its requests (least_latency) */
+	_Atomic uint64_t live_lat_us;		/* EWMA of response-head latency */
+	_Atomic uint64_t live_lat_ms;		/* CLOCK_REALTIME ms of its last update; 0 none */
+};
+
+/*
+ * A worker's figures for one (backend, model) pair: pair[i] is the
+ * slot's d.models[i], pair[SHM_SLOT_MODELS] every request with another
+ * model or none.  Written by that worker only (plain load + store), read
+ * by anyone, who sums the stripes.  The in-flight words go up when an
+ * attempt is sent and down by the same amounts when it ends; the totals
+ * take the backend's usage when it sent one, the estimate otherwise.
+ */
+struct shm_pair {
+	alignas(SHM_CACHELINE) _Atomic int64_t reqs;	/* requests in flight */
+	_Atomic int64_t	 prompt;		/* prompt tokens in flight (estimated) */
+	_Atomic int64_t	 uncached;		/* ...not expected to be cached there */
+	_Atomic int64_t	 output;		/* output tokens expected, not yet received */
+	_Atomic uint64_t requests;		/* attempts sent */
+	_Atomic uint64_t done;			/* attempts ended with a whole response */
+	_Atomic uint64_t fails;			/* attempts that failed */
+	_Atomic uint64_t consec_fails;		/* in a row (the pair's breaker input) */
+	_Atomic uint64_t prompt_tokens;		/* total: usage.prompt_tokens, else estimated */
+	_Atomic uint64_t output_tokens;		/* total: usage.completion_tokens, else counted */
+	_Atomic uint64_t cached_tokens;		/* total: usage.prompt_tokens_details.cached_tokens */
+	_Atomic uint64_t usage_chars;		/* prompt characters of the requests with a usage */
+	_Atomic uint64_t usage_prompt;		/* ...and their usage.prompt_tokens (chars per token) */
+	_Atomic uint64_t ttft_sum_us;
+	_Atomic uint64_t itl_sum_us;
+	_Atomic uint64_t itl_count;
+	_Atomic uint64_t ttft_hist[SHM_LAT_BUCKETS];	/* shm_lat_bucket() */
+	_Atomic uint64_t itl_hist[SHM_LAT_BUCKETS];
+	_Atomic uint64_t ptok_hist[SHM_TOK_BUCKETS];	/* shm_tok_bucket() */
+	_Atomic uint64_t otok_hist[SHM_TOK_BUCKETS];
+};
+
+/*
+ * The host's prefix memory: which backends were sent which prompt
+ * prefixes lately.  A prefix is named by the chained hash of its blocks
+ * (DESIGN "LLM routing"); an entry is (hash with its low 16 bits
+ * replaced by the slot) and the tick it was last used.  A set holds
+ * SHM_PFX_WAYS entries of the hashes that fall in it; a new entry takes
+ * the way used least recently.  Every worker writes it, without locks:
+ * two workers racing on a way lose one entry, which costs one cache miss
+ * at the backend, never a wrong answer (a prefix memory is advice).
+ */
+struct shm_pfxset {
+	alignas(SHM_CACHELINE) _Atomic uint64_t key[SHM_PFX_WAYS];	/* 0: empty */
+	alignas(SHM_CACHELINE) _Atomic uint32_t tick[SHM_PFX_WAYS];
+};
+
+/*
+ * One routing decision, for routerctl explain: a worker's ring of its
+ * last SHM_EXPLAIN_LEN, each entry inside its own seqlock (seq odd while
+ * the worker rewrites it).  Written by that worker only.
+ */
+struct shm_cand {
+	int32_t		 slot;
+	uint32_t	 match;			/* prefix blocks warm there */
+	uint64_t	 score;			/* the strategy's cost, lower wins */
+};
+
+struct shm_decision {
+	alignas(SHM_CACHELINE) _Atomic uint32_t seq;
+	uint32_t	 pool;			/* pool id */
+	uint32_t	 strategy;		/* enum conf_strategy used */
+	uint32_t	 reason;		/* enum bal_reason */
+	int32_t		 pick;			/* slot, -1 none */
+	int32_t		 shadow;		/* the shadow strategy's pick, -1 none */
+	int32_t		 model;			/* model id, -1 none */
+	uint32_t	 ncand;			/* candidates seen (the first SHM_EXPLAIN_CANDS kept) */
+	uint32_t	 blocks;		/* prefix blocks of the request */
+	uint32_t	 prompt_tokens;		/* estimated */
+	uint64_t	 ms;			/* CLOCK_REALTIME */
+	char		 rid[40];		/* request id */
+	struct shm_cand	 cand[SHM_EXPLAIN_CANDS];
+};
+
+struct shm_explain {
+	alignas(SHM_CACHELINE) _Atomic uint64_t head;	/* decisions ever written */
+	struct shm_decision ent[SHM_EXPLAIN_LEN];
 };
 
 /*
@@ -201,6 +314,13 @@ struct shm_poolq {
 	_Atomic uint64_t wait_ms;		/* their total wait */
 	_Atomic uint64_t timeouts;		/* 503 after queue.timeout */
 	_Atomic uint64_t rejected;		/* 503 at once: the queue was full */
+	_Atomic uint64_t shadow_agree;		/* shadow_strategy picked what the strategy did */
+	_Atomic uint64_t shadow_differ;
+	_Atomic uint64_t override_used;		/* X-Router-Strategy honoured */
+	_Atomic uint64_t override_ignored;	/* X-Router-Strategy not in allow_strategies */
+	_Atomic uint64_t affinity;		/* llm: sent to the warmest backend */
+	_Atomic uint64_t affinity_yield;	/* llm: the warmest was saturated; load decided */
+	_Atomic uint64_t cold;			/* llm: no backend warm; placed by hashing */
 };
 
 /*
@@ -238,6 +358,9 @@ struct shm_hdr {
 	uint64_t	 counters_off;		/* offset of counters[max_workers][max_backends] */
 	uint64_t	 inlog_off;		/* offset of inlog[max_workers] */
 	uint64_t	 plog_off;		/* offset of the prober's log (one shm_inlog) */
+	uint64_t	 pair_off;		/* offset of pair[max_workers][max_backends][SHM_PAIRS] */
+	uint64_t	 pfx_off;		/* offset of the prefix memory, SHM_PFX_SETS sets */
+	uint64_t	 explain_off;		/* offset of explain[max_workers] */
 	uint64_t	 created_ms;
 
 	alignas(SHM_CACHELINE) _Atomic uint64_t gen;
@@ -256,6 +379,10 @@ struct shm_hdr {
 _Static_assert(sizeof(struct shm_slot) % SHM_CACHELINE == 0, "slot not cache-line sized");
 _Static_assert(sizeof(struct shm_counters) % SHM_CACHELINE == 0, "counters not cache-line sized");
 _Static_assert(sizeof(struct shm_inlog) % SHM_CACHELINE == 0, "inlog not cache-line sized");
+_Static_assert(sizeof(struct shm_pair) % SHM_CACHELINE == 0, "pair not cache-line sized");
+_Static_assert(sizeof(struct shm_pfxset) == 2 * SHM_CACHELINE, "prefix set not two lines");
+_Static_assert((SHM_PFX_SETS & (SHM_PFX_SETS - 1)) == 0, "prefix sets not a power of two");
+_Static_assert((SHM_EXPLAIN_LEN & (SHM_EXPLAIN_LEN - 1)) == 0, "explain ring not a power of two");
 _Static_assert((SHM_INLOG_LEN & (SHM_INLOG_LEN - 1)) == 0, "inlog length not a power of two");
 _Static_assert(sizeof(struct shm_hdr) % SHM_CACHELINE == 0, "header not cache-line sized");
 _Static_assert(alignof(struct shm_slot) == SHM_CACHELINE, "slot alignment");

@@ -59,6 +59,9 @@ struct shm_layout {
 	size_t	 counters_off;
 	size_t	 inlog_off;
 	size_t	 plog_off;
+	size_t	 pair_off;
+	size_t	 pfx_off;
+	size_t	 explain_off;
 	size_t	 size;
 };
 
@@ -112,10 +115,22 @@ shm_layout(uint32_t max_backends, uint32_t max_workers, struct shm_layout *l)
 		return (-1);
 	l->inlog_off = shm_roundup(end, SHM_CACHELINE);
 	if (__builtin_add_overflow(l->inlog_off,
-	    ((size_t)max_workers + 1) * sizeof(struct shm_inlog), &end) ||
-	    end > SIZE_MAX - (size_t)pg)
+	    ((size_t)max_workers + 1) * sizeof(struct shm_inlog), &end))
 		return (-1);
 	l->plog_off = l->inlog_off + (size_t)max_workers * sizeof(struct shm_inlog);
+	/* pairs, prefix memory and decisions: only the pages touched cost memory */
+	l->pair_off = shm_roundup(end, SHM_CACHELINE);
+	if (__builtin_mul_overflow(stripes, SHM_PAIRS * sizeof(struct shm_pair),
+	    &counters) ||
+	    __builtin_add_overflow(l->pair_off, counters, &end))
+		return (-1);
+	l->pfx_off = shm_roundup(end, SHM_CACHELINE);
+	end = l->pfx_off + (size_t)SHM_PFX_SETS * sizeof(struct shm_pfxset);
+	l->explain_off = end;
+	if (__builtin_add_overflow(l->explain_off,
+	    (size_t)max_workers * sizeof(struct shm_explain), &end) ||
+	    end > SIZE_MAX - (size_t)pg)
+		return (-1);
 	l->size = shm_roundup(end, (size_t)pg);
 	return (0);
 }
@@ -189,6 +204,9 @@ shm_create(uint32_t max_backends, uint32_t max_workers, int *fdp)
 	h->counters_off = l.counters_off;
 	h->inlog_off = l.inlog_off;
 	h->plog_off = l.plog_off;
+	h->pair_off = l.pair_off;
+	h->pfx_off = l.pfx_off;
+	h->explain_off = l.explain_off;
 	h->created_ms = shm_now_ms();
 	/* Nothing forked yet, but publish the header as a release anyway. */
 	atomic_store_explicit(&h->gen, 0, memory_order_release);
@@ -235,7 +253,9 @@ shm_check(const struct shm_hdr *h, size_t maplen)
 		return (-1);
 	if (h->size != maplen || h->size != l.size ||
 	    h->slots_off != l.slots_off || h->counters_off != l.counters_off ||
-	    h->inlog_off != l.inlog_off || h->plog_off != l.plog_off)
+	    h->inlog_off != l.inlog_off || h->plog_off != l.plog_off ||
+	    h->pair_off != l.pair_off || h->pfx_off != l.pfx_off ||
+	    h->explain_off != l.explain_off)
 		return (-1);
 	return (0);
 }

@@ -34,6 +34,27 @@ shm_ctr(struct shm_hdr *h, uint32_t worker, uint32_t slot)
 	    (size_t)worker * h->max_backends + slot;
 }
 
+/* worker's figures for (slot, pair): pair is an index into d.models, or SHM_SLOT_MODELS for any other */
+static inline struct shm_pair *
+shm_pair(struct shm_hdr *h, uint32_t worker, uint32_t slot, uint32_t pair)
+{
+	return (struct shm_pair *)((char *)h + h->pair_off) +
+	    ((size_t)worker * h->max_backends + slot) * SHM_PAIRS + pair;
+}
+
+static inline struct shm_pfxset *
+shm_pfxset(struct shm_hdr *h, uint64_t hash)
+{
+	return (struct shm_pfxset *)((char *)h + h->pfx_off) +
+	    (hash & (SHM_PFX_SETS - 1));
+}
+
+static inline struct shm_explain *
+shm_explain(struct shm_hdr *h, uint32_t worker)
+{
+	return (struct shm_explain *)((char *)h + h->explain_off) + worker;
+}
+
 /* Master only: rewrite a slot's descriptor inside its seqlock. */
 void	 shm_desc_write(struct shm_slot *, const struct shm_desc *);
 
@@ -136,6 +157,33 @@ struct shm_totals {
 	uint64_t last_failover_ms;	/* the latest over the stripes */
 };
 void	 shm_totals(struct shm_hdr *, uint32_t slot, struct shm_totals *);
+
+/* One (backend, model) pair summed over every worker's stripe (plain numbers). */
+struct shm_pairsum {
+	int64_t	 reqs, prompt, uncached, output;
+	uint64_t requests, done, fails, consec_fails;
+	uint64_t prompt_tokens, output_tokens, cached_tokens, usage_chars, usage_prompt;
+	uint64_t ttft_sum_us, itl_sum_us, itl_count;
+	uint64_t ttft_hist[SHM_LAT_BUCKETS], itl_hist[SHM_LAT_BUCKETS];
+	uint64_t ptok_hist[SHM_TOK_BUCKETS], otok_hist[SHM_TOK_BUCKETS];
+};
+void	 shm_pair_sum(struct shm_hdr *, uint32_t slot, uint32_t pair, struct shm_pairsum *);
+
+/* Token histogram bucket (<= 1, 2, 4, ... 16384, +Inf) and its bound (UINT64_MAX for +Inf). */
+unsigned shm_tok_bucket(uint64_t tokens);
+uint64_t shm_tok_bucket_le(unsigned bucket);
+
+/*
+ * The prefix memory (struct shm_pfxset).  shm_pfx_note() records that
+ * slot was sent the prefix named hash at tick; shm_pfx_find() writes to
+ * slots[] (at most max) the slots recorded for hash and returns how many.
+ * Ticks are the caller's clock (a coarse time): the oldest way is
+ * replaced first.  shm_pfx_forget() drops a slot's entries (its backend
+ * left, or its cache is cold again).
+ */
+void	 shm_pfx_note(struct shm_hdr *, uint64_t hash, uint32_t slot, uint32_t tick);
+size_t	 shm_pfx_find(struct shm_hdr *, uint64_t hash, uint32_t *slots, size_t max);
+void	 shm_pfx_forget(struct shm_hdr *, uint32_t slot);
 
 /* Latency histogram bucket for a latency in microseconds, and its upper bound (UINT64_MAX for +Inf). */
 unsigned shm_lat_bucket(uint64_t us);

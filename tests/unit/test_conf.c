@@ -790,7 +790,7 @@ Test(conf, bad_strategy)
 	cr_assert_null(c);
 	expect_error("1:11", "strategy: unknown value 'fastest' (expected "
 	    "round_robin, weighted, least_connections, power_of_two, "
-	    "least_latency, random, geo or model)");
+	    "least_latency, random, geo, model, least_tokens or llm)");
 	expect_error("4:15", "strategy: unknown value 'weigthed'");
 	expect_error("3:3", "pool 'p': base_strategy cannot be geo or model");
 	cr_assert_eq(nerr, 3, "%s", errbuf);
