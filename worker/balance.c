@@ -299,6 +299,28 @@ cost_latency(struct wview *v, uint32_t slot)
 }
 
 /*
+ * least_tokens: prompt tokens not expected in the backend's cache plus
+ * output tokens still expected, in flight over every worker's stripe;
+ * in-flight requests break ties (a request with no body counts none).
+ */
+static uint64_t
+cost_tokens(struct wview *v, uint32_t slot)
+{
+	int64_t		 t = 0;
+	uint32_t	 w;
+
+	for (w = 0; w < v->nstripes; w++) {
+		struct shm_counters *k = shm_ctr(v->shm, w, slot);
+
+		t += atomic_load_explicit(&k->tok_uncached, memory_order_relaxed) +
+		    atomic_load_explicit(&k->tok_output, memory_order_relaxed);
+	}
+	if (t < 0)
+		t = 0;
+	return ((uint64_t)t << 16) + (cost_inflight(v, slot) & 0xffff);
+}
+
+/*
  * The eligible member with the lowest cost.  Ties go in turn: the scan
  * starts just after the member chosen last, and the first lowest wins.
  */
@@ -749,6 +771,8 @@ pick_with(struct wview *v, struct wpool *p, uint32_t strategy,
 		return pick_least(v, p, STRAT_LEAST_LATENCY, f);
 	case STRAT_RANDOM:
 		return pick_random(v, p, f);
+	case STRAT_LEAST_TOKENS:
+		return pick_lowest(v, p, f, cost_tokens);
 	case STRAT_ROUND_ROBIN:
 	default:
 		return pick_round_robin(v, p, f);

@@ -80,6 +80,8 @@ struct exchange {
 	enum body_kind		 req_body;
 	uint8_t			 method;	/* llhttp_method_t */
 	uint64_t		 body_len;	/* request body bytes seen (decoded) */
+	int64_t			 tok_prompt;	/* tokens the current attempt added to its backend's stripe */
+	int64_t			 tok_output;
 	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
 	struct h1_framer	 fr;		/* the request body into fwd */
 	uint32_t		 ext_len;	/* bytes of the current chunk-extension name */

@@ -1,0 +1,78 @@
+"""least_tokens: backends ranked by the tokens in flight there (summed over
+the workers), not by the count of requests; and the counts go back down."""
+import http.client
+import json
+import os
+import subprocess
+import time
+
+from harness import ROUTERD, backends_yaml, request
+
+
+def _open_stream(port, prompt_chars, delay_ms=25, max_tokens=60):
+    """Starts a streaming chat request; returns (connection, response) once the head is in."""
+    body = json.dumps({"model": "demo-model", "stream": True, "max_tokens": max_tokens,
+                       "messages": [{"role": "user", "content": "x" * prompt_chars}]})
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    c.request("POST", "/v1/chat/completions", body=body,
+              headers={"Content-Type": "application/json", "X-Fake-Delay-Ms": str(delay_ms)})
+    r = c.getresponse()
+    assert r.status == 200, r.status
+    return c, r
+
+
+def _short(port):
+    body = json.dumps({"model": "demo-model", "max_tokens": 1,
+                       "messages": [{"role": "user", "content": "hi"}]})
+    st, h, _ = request(port, "POST", "/v1/chat/completions", body=body,
+                       headers={"Content-Type": "application/json"})
+    assert st == 200, st
+    return h["x-backend"]
+
+
+def _run(env, strategy):
+    a, b = env.backend("a"), env.backend("b")
+    r = env.router(backends_yaml([a, b], strategy=strategy, workers=2))
+    # one long prompt in flight (40000 characters: about 10000 tokens) ...
+    big_c, big_r = _open_stream(r.port, 40000)
+    big = big_r.getheader("X-Backend")
+    other = "b" if big == "a" else "a"
+    # ... and two short ones, both placed away from it by token load
+    smalls = [_open_stream(r.port, 100) for _ in range(2)]
+    small_at = [s[1].getheader("X-Backend") for s in smalls]
+    # now the long prompt's backend has 1 request, the other 2
+    picks = [_short(r.port) for _ in range(6)]
+    for c, resp in [(big_c, big_r)] + smalls:
+        data = resp.read()
+        assert data.rstrip().endswith(b"data: [DONE]"), data[-80:]
+        c.close()
+    time.sleep(0.2)
+    after = [_short(r.port) for _ in range(6)]
+    return big, other, small_at, picks, after
+
+
+def test_least_tokens_ranks_by_tokens_not_requests(env):
+    big, other, small_at, picks, after = _run(env, "least_tokens")
+    assert small_at == [other, other], (big, small_at)
+    # 2 requests of ~280 tokens at `other` weigh less than 1 of ~10000 at `big`
+    assert picks == [other] * 6, (big, picks)
+    # everything ended: the tokens came off again, ties go in turn
+    assert set(after) == {"a", "b"}, after
+
+
+def test_least_connections_would_not(env):
+    """The same traffic under least_connections sends the short requests to the
+    backend with the long prompt (1 request in flight < 2): what least_tokens fixes."""
+    big, other, small_at, picks, _ = _run(env, "least_connections")
+    assert small_at[0] == other, small_at
+    assert big in picks, (big, small_at, picks)
+
+
+def test_llm_strategy_refused_until_built(env):
+    a = env.backend("a")
+    path = os.path.join(env.dir, "llm.yaml")
+    with open(path, "w") as f:
+        f.write(backends_yaml([a], strategy="llm").replace("LISTEN", "127.0.0.1:1"))
+    p = subprocess.run([ROUTERD, "-t", "-f", path], capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "strategy llm is not built yet" in p.stderr, p.stderr
