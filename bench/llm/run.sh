@@ -11,11 +11,11 @@
 #   c  unique prompts (no affinity to be had: routing must not cost anything)
 # The sims are calibrated so that each backend's prefix cache holds about a quarter of the
 # groups' system prompts: least-connection gets ~25 % hits, perfect affinity > 80 %
-# (`loadgen.py --pin` straight at the sims shows that ceiling).
+# (the row "pinned", loadgen.py --pin straight at the sims with no proxy, shows that ceiling).
 #
 # Environment: BENCH_LLM_SECONDS (arrivals per run, default 20), BENCH_LLM_RATE_A / _B / _C
 # (req/s, default 36 / 16 / 12), BENCH_LLM_PROXIES (default "nginx haproxy
-# routerd:least_connections routerd:least_tokens routerd:llm"), BENCH_LLM_WORKLOADS
+# routerd:least_connections routerd:least_tokens routerd:llm pinned"), BENCH_LLM_WORKLOADS
 # (default "a b c"; also "m": multi-turn at rate B), ROUTERD (default build/routerd),
 # B (build dir; results go to $B/bench-llm/).
 set -u
@@ -26,7 +26,7 @@ SECS=${BENCH_LLM_SECONDS:-20}
 RATE_A=${BENCH_LLM_RATE_A:-36}
 RATE_B=${BENCH_LLM_RATE_B:-16}
 RATE_C=${BENCH_LLM_RATE_C:-12}
-PROXIES=${BENCH_LLM_PROXIES:-nginx haproxy routerd:least_connections routerd:least_tokens routerd:llm}
+PROXIES=${BENCH_LLM_PROXIES:-nginx haproxy routerd:least_connections routerd:least_tokens routerd:llm pinned}
 WORKLOADS=${BENCH_LLM_WORKLOADS:-a b c}
 MODEL=sim-llm
 OUT=$B/bench-llm
@@ -176,12 +176,18 @@ for p in $PROXIES; do
 	if "$ROUTERD" -t -f "$f" >"$DIR/t-$s.log" 2>&1; then CONF[$p]=$f; else SKIP[$p]=1; fi
 done
 
-proxy_start() {	# proxy_start NAME: sets PROXYPID and PORT
+proxy_start() {	# proxy_start NAME: sets PROXYPID and URLS
+	local PORT
 	case $1 in
+	pinned)	# no proxy: each group (session) always on the same sim, the affinity ceiling
+		URLS=(--pin)
+		for PORT in "${SP[@]}"; do URLS+=(--url "http://127.0.0.1:$PORT"); done
+		return 0 ;;
 	nginx) nginx -p "$DIR" -c "$DIR/nginx.conf" & PROXYPID=$! PORT=$PN ;;
 	haproxy) haproxy -f "$DIR/haproxy.cfg" -db >"$DIR/haproxy.log" 2>&1 & PROXYPID=$! PORT=$PH ;;
 	routerd:*) "$ROUTERD" -d -f "${CONF[$1]}" >"$DIR/routerd.log" 2>&1 & PROXYPID=$! PORT=$PR ;;
 	esac
+	URLS=(--url "http://127.0.0.1:$PORT")
 	waitport "$PORT" || { echo "bench-llm: $1 did not listen on $PORT" >&2; exit 1; }
 	# one request through it must stream to [DONE] before the run is timed
 	for _ in $(seq 1 50); do
@@ -219,7 +225,7 @@ for w in $WORKLOADS; do
 		proxy_start "$p"
 		# (the check request's 4-token prompt fills no cache block: caches are still cold)
 		# shellcheck disable=SC2046
-		python3 tests/vllmsim/loadgen.py --url "http://127.0.0.1:$PORT" "${LOAD_ARGS[@]}" \
+		python3 tests/vllmsim/loadgen.py "${URLS[@]}" "${LOAD_ARGS[@]}" \
 		    $(wl_args "$w") --duration "$SECS" --drain "$DRAIN" --json >"$OUT/$tag.json" \
 		    2>"$DIR/loadgen.err" || { echo "bench-llm: loadgen failed" >&2; cat "$DIR/loadgen.err" >&2; }
 		stop "$PROXYPID"; PROXYPID=

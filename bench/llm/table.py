@@ -4,7 +4,7 @@
 usage: table.py DIR WORKLOAD... -- PROXY...
 One row per workload and proxy; for each routerd row, routerd / best peer (the better
 of nginx and HAProxy) for TTFT p50, TTFT p90 (below 1 is better) and output tok/s
-(above 1 is better).
+(above 1 is better).  "pinned" is no proxy: loadgen --pin, perfect affinity.
 """
 import json
 import os

@@ -250,7 +250,7 @@ class Workload:
             return [{"role": "system", "content": self.text(a.system_tokens, "u%d. " % self.n)},
                     {"role": "user", "content": q}], None, self.n
         # multi-turn: an idle session continues, or a new one starts
-        if self.idle and (len(self.idle) + len(self.sessions) >= a.sessions or
+        if self.idle and (len(self.sessions) >= a.sessions or
                           self.rng.random() < 0.8):
             s = self.idle.pop(self.rng.randrange(len(self.idle)))
         else:
