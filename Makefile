@@ -1,4 +1,4 @@
-# routerd: one Makefile.  make | make test | make run | make install | make bench | make fuzz | make clean
+# routerd: one Makefile.  make | make test | make run | make install | make bench | make bench-llm | make fuzz | make clean
 # V=1 prints full commands; SAN=1 builds with ASan+UBSan into build-san/; CI=... adds -Werror.
 
 CC	?= cc
@@ -61,7 +61,7 @@ ifeq ($(BUILD),build)
 PROGS	+= routerd $(if $(CTL_SRCS),routerctl)
 endif
 
-.PHONY: all test unit integration run install bench clean deps lint-man deb check-sdk fuzz fuzz-build
+.PHONY: all test unit integration run install bench bench-llm clean deps lint-man deb check-sdk fuzz fuzz-build
 
 all: $(PROGS)
 
@@ -145,6 +145,11 @@ $(B)/bench-registry: bench/registry.c $(CORE_OBJS) $(LLHTTP_OBJS)
 
 bench: all $(B)/bench-select $(B)/bench-registry
 	@B=$(B) sh bench/run.sh
+
+# make bench-llm: nginx, HAProxy and routerd's strategies in front of 4 simulated vLLM GPUs
+# (tests/vllmsim), streaming workloads; BENCH_LLM_SECONDS=N shortens each run (default 20).
+bench-llm: all
+	@B=$(B) ROUTERD=$(abspath $(B))/routerd bash bench/llm/run.sh
 
 # make fuzz: every libFuzzer harness tests/fuzz/fuzz_NAME.c, built with clang into
 # $(BUILD)-fuzz/ (the project's objects too, instrumented), then each run for FUZZ_SECONDS
