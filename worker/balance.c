@@ -288,12 +288,47 @@ cost_inflight(struct wview *v, uint32_t slot)
 	return n > 0 ? (uint64_t)n : 0;
 }
 
-/* least_latency: latency EWMA x (in-flight + 1), so a fast backend is not flooded. */
+/*
+ * A backend's latency for least_latency: what the workers measured on
+ * their own requests there in the last BAL_LIVE_MS (the mean of the
+ * stripes that did), else the prober's EWMA of its checks.  A check
+ * says how fast /health answers; a request says how fast the work is.
+ */
+#define BAL_LIVE_MS	10000
+
+static uint32_t
+balance_latency(struct wview *v, uint32_t slot)
+{
+	uint64_t	 now = 0, sum = 0, n = 0;
+	uint32_t	 w;
+
+	for (w = 0; w < v->nstripes; w++) {
+		struct shm_counters *k = shm_ctr(v->shm, w, slot);
+		uint64_t at = atomic_load_explicit(&k->live_lat_ms,
+		    memory_order_relaxed);
+
+		if (at == 0)
+			continue;
+		if (now == 0)
+			now = shm_now_ms();
+		if (now - at > BAL_LIVE_MS && at < now)
+			continue;
+		sum += atomic_load_explicit(&k->live_lat_us, memory_order_relaxed);
+		n++;
+	}
+	if (n > 0) {
+		sum /= n;
+		return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)(sum ? sum : 1);
+	}
+	return atomic_load_explicit(&shm_slot(v->shm, slot)->lat_ewma_us,
+	    memory_order_relaxed);
+}
+
+/* least_latency: latency x (in-flight + 1), so a fast backend is not flooded. */
 static uint64_t
 cost_latency(struct wview *v, uint32_t slot)
 {
-	uint64_t lat = atomic_load_explicit(&shm_slot(v->shm, slot)->lat_ewma_us,
-	    memory_order_relaxed);
+	uint64_t lat = balance_latency(v, slot);
 
 	return (lat ? lat : 1) * (cost_inflight(v, slot) + 1);
 }
@@ -431,8 +466,7 @@ rank_base(struct wview *v, struct wpool *p, uint32_t slot)
 	case SLOT_OK:
 		break;
 	}
-	lat = atomic_load_explicit(&shm_slot(v->shm, slot)->lat_ewma_us,
-	    memory_order_relaxed);
+	lat = balance_latency(v, slot);
 	return lat ? lat : 1;
 }
 
@@ -549,8 +583,12 @@ rank_apply(struct wview *v, uint32_t stripe, uint32_t slot, int32_t val,
 	if (!touch || !b->inuse || b->pool >= v->npools)
 		return;
 	p = &v->pools[b->pool];
-	if (p->tvalid && b->ppos < p->n && p->idx[b->ppos] == slot)
+	if (p->tvalid && b->ppos < p->n && p->idx[b->ppos] == slot) {
+		/* an attempt ended or began there: its live latency may have moved */
+		if (p->tstrat == STRAT_LEAST_LATENCY && b->rlat != 0 && !p->tslow)
+			b->rlat = rank_base(v, p, slot);
 		tree_set(p, b->ppos, rank_key(v, slot, p->tstrat));
+	}
 }
 
 /* Re-read a stripe whole (first use, or its log lapped us). */

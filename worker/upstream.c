@@ -185,6 +185,16 @@ resp_on_headers_complete(llhttp_t *p)
 	shm_ctr_add(&k->status[status / 100 <= 5 ? status / 100 : 0], 1);
 	shm_ctr_add(&k->lat_sum_us, lat);
 	shm_ctr_add(&k->lat_hist[shm_lat_bucket(lat)], 1);
+	{
+		/* live latency for least_latency: an EWMA, 1/8 per answer */
+		uint64_t old = atomic_load_explicit(&k->live_lat_us,
+		    memory_order_relaxed);
+
+		atomic_store_explicit(&k->live_lat_us, old ? (old * 7 + lat) / 8 :
+		    lat, memory_order_relaxed);
+		atomic_store_explicit(&k->live_lat_ms, shm_now_ms(),
+		    memory_order_relaxed);
+	}
 	/* the breaker's input: 5xx is a failed request, anything else a success */
 	if (status >= 500) {
 		shm_ctr_add(&k->fails, 1);

@@ -76,3 +76,20 @@ def test_llm_strategy_refused_until_built(env):
     p = subprocess.run([ROUTERD, "-t", "-f", path], capture_output=True, text=True)
     assert p.returncode != 0
     assert "strategy llm is not built yet" in p.stderr, p.stderr
+
+
+def test_least_latency_uses_live_request_latency(env):
+    """No prober latency (health: none): least_latency must still see that one
+    backend answers requests 60 ms slower, from what the workers measure."""
+    fast, slow = env.backend("fast"), env.backend("slow")
+    st, _, _ = slow.fault("slow:60")
+    assert st == 200
+    r = env.router(backends_yaml([fast, slow], strategy="least_latency", workers=2))
+    seen = {"fast": 0, "slow": 0}
+    for _ in range(40):
+        st, h, _ = request(r.port, "GET", "/x")
+        assert st == 200, st
+        seen[h["x-backend"]] += 1
+    # in turn (the old behaviour with no probe figures) would be 20 / 20; each
+    # worker tries the slow one once before it knows, and no more for 10 s
+    assert seen["slow"] <= 3, seen
