@@ -181,17 +181,31 @@ shm_create(uint32_t max_backends, uint32_t max_workers, int *fdp)
 		 */
 		(void)fcntl(fd, F_ADD_SEALS,
 		    F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-		/* populated now: first-touch faults belong to start-up, not to a registry apply */
-		p = mmap(NULL, l.size, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_POPULATE, fd, 0);
+		p = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (p == MAP_FAILED)
 			goto fail;
 	} else {
 		/* No memfd (old kernel, seccomp): fork still shares this. */
 		p = mmap(NULL, l.size, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
 			return (NULL);
+	}
+	/*
+	 * Populated now up to the pairs: first-touch faults belong to
+	 * start-up, not to a registry apply.  The (backend, model) pairs,
+	 * the prefix memory and the decision rings stay sparse: they are
+	 * large for the table's capacity and cost memory only where used.
+	 */
+	{
+		volatile char	*q = p;
+		size_t		 off;
+		long		 pg = sysconf(_SC_PAGESIZE);
+
+		if (pg <= 0)
+			pg = 4096;
+		for (off = 0; off < l.pair_off; off += (size_t)pg)
+			q[off] = 0;
 	}
 
 	h = p;
