@@ -60,12 +60,17 @@ def test_least_tokens_ranks_by_tokens_not_requests(env):
     assert set(after) == {"a", "b"}, after
 
 
-def test_least_connections_would_not(env):
-    """The same traffic under least_connections sends the short requests to the
-    backend with the long prompt (1 request in flight < 2): what least_tokens fixes."""
+def test_least_connections_counts_requests_not_tokens(env):
+    """The same traffic under least_connections: the short requests go to the
+    backend with fewer requests in flight, whatever their tokens.  When both
+    short streams landed away from the long prompt (1 request there, 2 here),
+    that is the long prompt's backend: what least_tokens fixes."""
     big, other, small_at, picks, _ = _run(env, "least_connections")
-    assert small_at[0] == other, small_at
-    assert big in picks, (big, small_at, picks)
+    count = {big: 1, other: 0}
+    for b in small_at:
+        count[b] += 1
+    fewer = min(count, key=count.get)
+    assert picks == [fewer] * 6, (big, small_at, picks)
 
 
 def test_llm_strategy_refused_until_built(env):
