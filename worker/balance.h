@@ -81,12 +81,40 @@ struct wview {
 
 #define BAL_EXCLUDE_MAX	8
 
-/* Per-request constraints: slots already tried, the model asked for (-1 = any). */
+#define BAL_BLOCKS_MAX	256	/* prefix blocks a request may name (llm.max_blocks <= this) */
+
+/*
+ * Why a pick went where it did (routerctl explain).  BAL_R_STRATEGY is a
+ * plain pick by the strategy's own order; the others are the llm
+ * strategy's reasons, and BAL_R_OVERRIDE a pick by X-Router-Strategy.
+ */
+enum bal_reason {
+	BAL_R_NONE = 0,		/* nothing could take it */
+	BAL_R_STRATEGY,		/* the strategy's order */
+	BAL_R_AFFINITY,		/* the longest warm prefix, below its limits */
+	BAL_R_SATURATED,	/* warm backends saturated: token-load score */
+	BAL_R_LOAD,		/* a warm match too short to matter: token-load score */
+	BAL_R_COLD,		/* no backend warm: bounded-load consistent hash */
+	BAL_R_OVERRIDE,		/* X-Router-Strategy chose the strategy */
+	BAL_R_COUNT
+};
+
+/*
+ * Per-request constraints: slots already tried, the model asked for (-1 =
+ * any); and what the llm strategy reads: the prompt's chained block hashes
+ * (jscan_request()) and its token estimates.
+ */
 struct bal_req {
 	uint32_t	 exclude[BAL_EXCLUDE_MAX];
 	size_t		 nexclude;
 	int		 model;
 	int		 ignore_full;	/* 1: treat backends at max_conns as eligible (queueing asks) */
+	int		 strategy;	/* X-Router-Strategy, allowed by the pool: enum conf_strategy, -1 none */
+	const uint64_t	*blocks;	/* chained hashes of the prompt's blocks, first block first */
+	uint32_t	 nblocks;
+	uint32_t	 prompt_tokens;	/* estimated */
+	uint32_t	 output_tokens;	/* max_tokens, else llm.output_tokens */
+	const char	*rid;		/* request id, for the decision ring */
 };
 
 /*

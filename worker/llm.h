@@ -1,0 +1,59 @@
+/*
+ * What routerd reads of an OpenAI-style exchange it carries: the prompt's
+ * prefix blocks and token estimates on the way in (jscan_request()), and
+ * on the way out the stream's events, its timings and the backend's
+ * "usage", into the (backend, model) pair's stripe of the table.
+ */
+#ifndef WORKER_LLM_H
+#define WORKER_LLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/balance.h"
+
+#define LLM_TAIL	512	/* bytes of the response body kept for its "usage" */
+
+/* Per request, allocated when its body was scanned (c->x.llm), freed with the exchange. */
+struct llm_req {
+	uint64_t	 blocks[BAL_BLOCKS_MAX];	/* chained, seeded by the model */
+	uint32_t	 nblocks;
+	uint64_t	 chars;		/* prompt characters (messages' or prompt's strings) */
+	int64_t		 max_tokens;	/* max_tokens / max_completion_tokens, -1 none */
+	int		 stream;	/* "stream": true */
+	int		 model;		/* model id in the table, -1 none */
+	/* the current attempt, reset when it begins */
+	int		 pair;		/* its pair at the attempt's slot */
+	uint32_t	 match;		/* prefix blocks warm there when it was picked */
+	int64_t		 uncached;	/* what it added to the stripes */
+	uint64_t	 t_sent_us;	/* monotonic: the attempt began */
+	uint64_t	 t_first_us;	/* first body byte, 0 none yet */
+	uint64_t	 t_event_us;	/* last event */
+	uint32_t	 events;	/* SSE events (or body reads, not SSE) */
+	uint32_t	 sse;		/* the response is text/event-stream */
+	uint32_t	 nl;		/* SSE: the line so far is empty */
+	size_t		 tail_len;
+	char		 tail[LLM_TAIL];
+};
+
+struct client;
+struct upconn;
+
+/* Scan the held body of c for the llm strategy and the token counts: 0, or -1 when c was answered. */
+int	 llm_scan(struct client *, const char *body, size_t len);
+
+/* The attempt u begins (dir 1: add its estimates to its stripes, note its prefix) or ends (dir -1). */
+void	 llm_attempt(struct upconn *, int dir);
+
+/* Response body bytes of u's attempt, as given to the client (decoded). */
+void	 llm_resp_data(struct upconn *, const char *, size_t);
+
+/* u's attempt ended: ok 1 a whole response (its status counted already), 0 a failure. */
+void	 llm_attempt_done(struct upconn *, int ok);
+
+/* The pair of model at slot: its index in the slot's models, SHM_PAIRS - 1 for any other. */
+int	 llm_pair(const struct wbe *, int model);
+
+void	 llm_free(struct client *);
+
+#endif
