@@ -325,13 +325,185 @@ key:
 	}
 }
 
-int
-jscan_model(const char *text, size_t len, char *out, size_t outsz)
-{
-	struct jscan	 s = { (const unsigned char *)text,
-			    (const unsigned char *)text + len };
-	int		 found = 0, toolong = 0;
+/* The prompt's bytes, cut into blocks, each hashed and chained on the one before. */
+struct jfeed {
+	struct jscan_req	*r;
+	uint64_t		 h;		/* chain so far */
+	uint64_t		 acc;		/* bytes of the current 8-byte word */
+	size_t			 nacc;
+	size_t			 inblock;	/* bytes of the current block */
+	uint64_t		 bh;		/* the current block's hash so far */
+};
 
+static inline uint64_t
+js_mix(uint64_t x)
+{
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ULL;
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ULL;
+	x ^= x >> 32;
+	return x;
+}
+
+static inline void
+js_word(uint64_t *h, uint64_t w)
+{
+	*h = (*h ^ w) * 0x9e3779b97f4a7c15ULL;
+	*h ^= *h >> 29;
+}
+
+uint64_t
+jscan_hash(const void *v, size_t n, uint64_t seed)
+{
+	const unsigned char	*p = v;
+	uint64_t		 h = seed ^ (n * 0xff51afd7ed558ccdULL), w;
+	size_t			 i;
+
+	for (; n >= 8; p += 8, n -= 8) {
+		memcpy(&w, p, 8);
+		js_word(&h, w);
+	}
+	for (w = 0, i = 0; i < n; i++)
+		w |= (uint64_t)p[i] << (8 * i);
+	js_word(&h, w ^ ((uint64_t)n << 59));
+	return js_mix(h);
+}
+
+static void
+jf_bytes(struct jfeed *f, const unsigned char *p, size_t n)
+{
+	struct jscan_req	*r = f->r;
+
+	while (n > 0 && r->nblocks < r->max_blocks) {
+		size_t take = r->block - f->inblock, i;
+
+		if (take > n)
+			take = n;
+		for (i = 0; i < take; i++) {
+			f->acc |= (uint64_t)p[i] << (8 * f->nacc);
+			if (++f->nacc == 8) {
+				js_word(&f->bh, f->acc);
+				f->acc = 0;
+				f->nacc = 0;
+			}
+		}
+		p += take;
+		n -= take;
+		f->inblock += take;
+		if (f->inblock == r->block) {
+			if (f->nacc > 0)
+				js_word(&f->bh, f->acc ^ ((uint64_t)f->nacc << 59));
+			f->h = js_mix(f->h ^ js_mix(f->bh));
+			r->blocks[r->nblocks++] = f->h;
+			f->bh = f->h;
+			f->acc = 0;
+			f->nacc = 0;
+			f->inblock = 0;
+		}
+	}
+}
+
+/*
+ * Feed the string and number values of the valid JSON text [p, end) to f,
+ * in order, each followed by the separator 0x1e (a control byte, which a
+ * JSON text cannot hold raw).  Keys and literals are not the prompt.
+ */
+static void
+js_feed_values(const unsigned char *p, const unsigned char *end, struct jfeed *f)
+{
+	static const unsigned char sep = 0x1e;
+
+	while (p < end) {
+		const unsigned char *q, *r;
+
+		if (*p == '"') {
+			for (q = p + 1; *q != '"'; q++)
+				if (*q == '\\')
+					q++;
+			for (r = q + 1; r < end && (*r == ' ' || *r == '\t' ||
+			    *r == '\n' || *r == '\r'); r++)
+				;
+			if (r < end && *r == ':') {
+				p = r + 1;	/* a key */
+				continue;
+			}
+			f->r->chars += (uint64_t)(q - p - 1);
+			jf_bytes(f, p + 1, (size_t)(q - p - 1));
+			jf_bytes(f, &sep, 1);
+			p = q + 1;
+			continue;
+		}
+		if (*p == '-' || (*p >= '0' && *p <= '9')) {
+			for (q = p; q < end && (*q == '-' || *q == '+' || *q == '.' ||
+			    *q == 'e' || *q == 'E' || (*q >= '0' && *q <= '9')); q++)
+				;
+			f->r->chars += (uint64_t)(q - p);
+			jf_bytes(f, p, (size_t)(q - p));
+			jf_bytes(f, &sep, 1);
+			p = q;
+			continue;
+		}
+		p++;
+	}
+}
+
+/* A non-negative integer number at [p, end) (already a valid JSON number), else -1. */
+static int64_t
+js_int(const unsigned char *p, const unsigned char *end)
+{
+	int64_t	v = 0;
+
+	if (p == end || *p == '-')
+		return -1;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (v > (INT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	return p == end ? v : -1;
+}
+
+enum { JK_OTHER, JK_MODEL, JK_PROMPT, JK_MAXTOK, JK_MAXCOMP, JK_STREAM };
+
+/* Which top-level key the string at key (quote included, checked, n decoded bytes) is. */
+static int
+js_top_key(const unsigned char *key, const unsigned char *after, size_t n)
+{
+	static const struct { const char *name; int kind; } keys[] = {
+		{ "model", JK_MODEL }, { "messages", JK_PROMPT },
+		{ "prompt", JK_PROMPT }, { "max_tokens", JK_MAXTOK },
+		{ "max_completion_tokens", JK_MAXCOMP }, { "stream", JK_STREAM }
+	};
+	size_t	i, kl;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		kl = strlen(keys[i].name);
+		if (n != kl)
+			continue;
+		/* spelled plainly, or with escapes that decode the same */
+		if ((size_t)(after - key) == kl + 2 ? memcmp(key + 1, keys[i].name, kl) == 0 :
+		    js_key_is(key, keys[i].name))
+			return keys[i].kind;
+	}
+	return JK_OTHER;
+}
+
+int
+jscan_request(const char *text, size_t len, struct jscan_req *r)
+{
+	struct jscan		 s = { (const unsigned char *)text,
+				    (const unsigned char *)text + len };
+	const unsigned char	*pv = NULL, *pe = NULL;
+	int			 found = 0, toolong = 0, seen_max = 0;
+	size_t			 i;
+
+	r->nblocks = 0;
+	r->chars = 0;
+	r->max_tokens = -1;
+	r->stream = 0;
+	if (r->model != NULL && r->modelsz > 0)
+		r->model[0] = '\0';
 	js_ws(&s);
 	if (s.p == s.end || *s.p != '{')
 		return JSCAN_BAD;
@@ -342,9 +514,9 @@ jscan_model(const char *text, size_t len, char *out, size_t outsz)
 		goto end;
 	}
 	for (;;) {
-		const unsigned char	*key;
+		const unsigned char	*key, *v;
 		size_t			 n;
-		int			 is_model;
+		int			 kind;
 
 		js_ws(&s);
 		if (s.p == s.end || *s.p != '"')
@@ -352,9 +524,7 @@ jscan_model(const char *text, size_t len, char *out, size_t outsz)
 		key = s.p;
 		if (js_string(&s, NULL, 0, &n) == -1)
 			return JSCAN_BAD;
-		/* "model" spelled plainly; an escaped spelling decodes the same */
-		is_model = n == 5 && (s.p - key == 7 ? memcmp(key, "\"model\"", 7) == 0 :
-		    js_key_is(key, "model"));
+		kind = js_top_key(key, s.p, n);
 		js_ws(&s);
 		if (s.p == s.end || *s.p != ':')
 			return JSCAN_BAD;
@@ -362,19 +532,39 @@ jscan_model(const char *text, size_t len, char *out, size_t outsz)
 		js_ws(&s);
 		if (s.p == s.end)
 			return JSCAN_BAD;
-		if (is_model) {
+		v = s.p;
+		if (kind == JK_MODEL) {
 			if (found)
 				return JSCAN_BAD;	/* which of two would a backend take? */
 			found = -1;
 			if (*s.p == '"') {
-				if (js_string(&s, out, outsz, &n) == -1)
+				if (js_string(&s, r->model, r->modelsz, &n) == -1)
 					return JSCAN_BAD;
 				found = 1;
-				toolong = n + 1 > outsz;
+				toolong = n + 1 > r->modelsz;
 			} else if (js_value(&s) == -1)
 				return JSCAN_BAD;
 		} else if (js_value(&s) == -1)
 			return JSCAN_BAD;
+		switch (kind) {
+		case JK_PROMPT:
+			if (pv == NULL) {
+				pv = v;		/* the first of messages and prompt */
+				pe = s.p;
+			}
+			break;
+		case JK_MAXCOMP:
+			r->max_tokens = js_int(v, s.p);
+			seen_max = 1;
+			break;
+		case JK_MAXTOK:
+			if (!seen_max)
+				r->max_tokens = js_int(v, s.p);
+			break;
+		case JK_STREAM:
+			r->stream = s.p - v == 4 && memcmp(v, "true", 4) == 0;
+			break;
+		}
 		js_ws(&s);
 		if (s.p == s.end)
 			return JSCAN_BAD;
@@ -391,9 +581,34 @@ end:
 	js_ws(&s);
 	if (s.p != s.end)
 		return JSCAN_BAD;
+	if (pv != NULL && r->block > 0 && r->blocks != NULL) {
+		struct jfeed	f = { .r = r };
+		uint64_t	mh;
+
+		js_feed_values(pv, pe, &f);
+		/* seeded by the model: the same prompt to another model is another prefix */
+		mh = found == 1 && !toolong ? jscan_hash(r->model, strlen(r->model), 0x6d6f64656cULL) : 0;
+		for (i = 0; i < r->nblocks; i++)
+			r->blocks[i] = js_mix(r->blocks[i] ^ mh);
+	} else if (pv != NULL) {
+		struct jscan_req	z = *r;
+		struct jfeed		f = { .r = &z };
+
+		z.max_blocks = 0;	/* count the characters only */
+		js_feed_values(pv, pe, &f);
+		r->chars = z.chars;
+	}
 	if (found == 1)
 		return toolong ? JSCAN_TOOLONG : JSCAN_FOUND;
 	return found == -1 ? JSCAN_NOTSTRING : JSCAN_NONE;
+}
+
+int
+jscan_model(const char *text, size_t len, char *out, size_t outsz)
+{
+	struct jscan_req	r = { .model = out, .modelsz = outsz };
+
+	return jscan_request(text, len, &r);
 }
 
 /* 1 if the JSON string at key (quote included, escapes allowed, already checked) decodes to name. */

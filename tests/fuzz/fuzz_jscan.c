@@ -36,6 +36,56 @@ agree(json_t *j, int r, const char *out, size_t outsz)
 	}
 }
 
+/*
+ * jscan_request() must give jscan_model()'s verdict and model, stay in its
+ * bounds, and, where jansson read the object, agree on max_tokens and
+ * stream (for duplicate keys jansson keeps the last, jscan the first
+ * prompt: those are not compared).
+ */
+static void
+agree_request(const uint8_t *data, size_t size, int r, const char *out)
+{
+	struct jscan_req	 q;
+	uint64_t		 blocks[8];
+	char			 model[64];
+	json_error_t		 err;
+	json_t			*j, *v;
+	int			 rq;
+
+	q.block = 1 + (size % 13);
+	q.max_blocks = 8;
+	q.blocks = blocks;
+	q.model = model;
+	q.modelsz = sizeof(model);
+	rq = jscan_request((const char *)data, size, &q);
+	if (rq != r || (r == JSCAN_FOUND && strcmp(model, out) != 0))
+		abort();
+	if (q.nblocks > q.max_blocks || q.nblocks * q.block > q.chars * 2 + 2 * size)
+		abort();
+	if (r == JSCAN_BAD)
+		return;
+	j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &err);
+	if (j == NULL || !json_is_object(j)) {
+		json_decref(j);
+		return;
+	}
+	v = json_object_get(j, "stream");
+	if ((v != NULL && json_is_true(v)) != q.stream)
+		abort();
+	v = json_object_get(j, "max_completion_tokens");
+	if (v == NULL)
+		v = json_object_get(j, "max_tokens");
+	if (v != NULL && json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    q.max_tokens != json_integer_value(v))
+		abort();
+	if ((v == NULL || !json_is_integer(v)) && q.max_tokens != -1)
+		abort();
+	if (json_object_get(j, "messages") == NULL && json_object_get(j, "prompt") == NULL &&
+	    (q.nblocks != 0 || q.chars != 0))
+		abort();
+	json_decref(j);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -45,6 +95,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int		 r;
 
 	r = jscan_model((const char *)data, size, out, sizeof(out));
+	agree_request(data, size, r, out);
 	if (memchr(data, '\0', size) != NULL) {
 		/* jansson's reader steps over a NUL between tokens; JSON has none: jscan refuses */
 		if (r != JSCAN_BAD)

@@ -158,3 +158,91 @@ Test(jscan, agrees_with_jansson_on_random_texts)
 	}
 	cr_assert_gt(agreed, 100, "the generator made too few objects with a model");
 }
+
+/* jscan_request(): the prompt's blocks, chained, seeded by the model. */
+static size_t
+blocks_of(const char *s, size_t block, uint64_t *b, size_t max, struct jscan_req *out)
+{
+	char			 m[64];
+	struct jscan_req	 r = { .block = block, .max_blocks = max, .blocks = b,
+				    .model = m, .modelsz = sizeof(m) };
+
+	cr_assert_neq(jscan_request(s, strlen(s), &r), JSCAN_BAD, "%s", s);
+	if (out != NULL)
+		*out = r;
+	return r.nblocks;
+}
+
+Test(jscan, request_prefix_blocks)
+{
+	uint64_t		 a[16], b[16], c[16];
+	struct jscan_req	 r;
+	size_t			 na, nb, nc, i;
+
+	/* 8-byte blocks: "system prompt AAAA" + sep is 19 bytes, two whole blocks */
+	na = blocks_of("{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"prompt AAAA\"},"
+	    "{\"role\":\"user\",\"content\":\"question one, a long one\"}]}", 8, a, 16, &r);
+	cr_assert_eq(r.chars, strlen("system") + strlen("prompt AAAA") + strlen("user") +
+	    strlen("question one, a long one"));
+	cr_assert_eq(na, (r.chars + 4) / 8);
+	/* the same system prompt, another question: the leading blocks agree, then differ */
+	nb = blocks_of("{\"messages\":[{\"role\":\"system\",\"content\":\"prompt AAAA\"},"
+	    "{\"role\":\"user\",\"content\":\"question two, a long one\"}],\"model\":\"m\"}", 8, b, 16, NULL);
+	cr_assert_eq(na, nb);
+	/* "system\x1eprompt AAAA\x1euser\x1equestion " is 33 bytes: 4 blocks agree */
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(a[i], b[i], "block %zu", i);
+	for (; i < na; i++)
+		cr_assert_neq(a[i], b[i], "block %zu chained on the difference", i);
+	/* another model: every block differs */
+	nc = blocks_of("{\"model\":\"n\",\"messages\":[{\"role\":\"system\",\"content\":\"prompt AAAA\"},"
+	    "{\"role\":\"user\",\"content\":\"question one, a long one\"}]}", 8, c, 16, NULL);
+	cr_assert_eq(nc, na);
+	for (i = 0; i < nc; i++)
+		cr_assert_neq(a[i], c[i]);
+	/* whitespace and key order outside the values do not change the prefix */
+	nc = blocks_of(" { \"messages\" : [ { \"content\" : \"prompt AAAA\" } ] , \"model\" : \"m\" } ",
+	    4, c, 16, NULL);
+	nb = blocks_of("{\"model\":\"m\",\"messages\":[{\"content\":\"prompt AAAA\"}]}", 4, b, 16, NULL);
+	cr_assert_eq(nb, nc);
+	cr_assert_eq(nb, 3);
+	cr_assert_arr_eq(b, c, nb * sizeof(b[0]));
+	/* max_blocks bounds the blocks, not the count of characters */
+	cr_assert_eq(blocks_of("{\"prompt\":\"0123456789abcdef0123\"}", 4, c, 2, &r), 2);
+	cr_assert_eq(r.chars, 20);
+	/* prompt as a list of token ids */
+	cr_assert_eq(blocks_of("{\"prompt\":[101,2023,2003,1037,3231]}", 5, c, 16, &r), 4);
+	cr_assert_eq(r.chars, 3 + 4 + 4 + 4 + 4);
+	/* parts: text inside content arrays is prompt; keys are not */
+	blocks_of("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}",
+	    64, c, 16, &r);
+	cr_assert_eq(r.chars, strlen("user") + strlen("text") + strlen("hi"));
+}
+
+Test(jscan, request_max_tokens_and_stream)
+{
+	uint64_t		 b[4];
+	struct jscan_req	 r;
+
+	blocks_of("{\"model\":\"m\",\"max_tokens\":77,\"stream\":true}", 8, b, 4, &r);
+	cr_assert_eq(r.max_tokens, 77);
+	cr_assert_eq(r.stream, 1);
+	cr_assert_eq(r.chars, 0);
+	cr_assert_eq(r.nblocks, 0);
+	blocks_of("{\"max_tokens\":77,\"max_completion_tokens\":12,\"stream\":false}", 8, b, 4, &r);
+	cr_assert_eq(r.max_tokens, 12);
+	cr_assert_eq(r.stream, 0);
+	blocks_of("{\"max_completion_tokens\":12,\"max_tokens\":77}", 8, b, 4, &r);
+	cr_assert_eq(r.max_tokens, 12, "max_completion_tokens wins whatever the order");
+	blocks_of("{\"max_tokens\":1.5,\"stream\":\"true\"}", 8, b, 4, &r);
+	cr_assert_eq(r.max_tokens, -1);
+	cr_assert_eq(r.stream, 0);
+	blocks_of("{\"max_tokens\":-3}", 8, b, 4, &r);
+	cr_assert_eq(r.max_tokens, -1);
+	blocks_of("{\"max_tokens\":99999999999999999999999}", 8, b, 4, &r);
+	cr_assert_eq(r.max_tokens, -1);
+	/* an escaped key spelling is the same key */
+	blocks_of("{\"max\\u005ftokens\":5,\"m\\u0065ssages\":[{\"content\":\"abcdefgh\"}]}", 4, b, 4, &r);
+	cr_assert_eq(r.max_tokens, 5);
+	cr_assert_eq(r.nblocks, 2);
+}
