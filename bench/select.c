@@ -6,6 +6,11 @@
  * fold into their sums and trees, plus a latency change from the prober
  * every PROBE_EVERY picks (1,000 backends checked every 2 s against a
  * worker serving 20,000 requests a second).
+ *
+ * Then the llm strategy over LLM_BACKENDS of them with the prefix memory
+ * full (every way of every set taken): requests of LLM_GROUPS prompt
+ * groups of LLM_BLOCKS blocks, each group warm on one backend, and one
+ * request in eight a cold prefix.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,10 @@
 #define PICKS		2000000
 #define OUTSTANDING	64
 #define PROBE_EVERY	40
+#define LLM_BACKENDS	64
+#define LLM_GROUPS	256
+#define LLM_BLOCKS	32
+#define LLM_PICKS	500000
 
 static double
 now_ns(void)
@@ -117,6 +126,46 @@ main(int argc, char *argv[])
 		printf("%-18s %8.1f ns/pick   %8.1f ns/pick+churn   (checksum %lu)\n",
 		    conf_strategy_name((enum conf_strategy)strategies[s]),
 		    (t1 - t0) / PICKS, (t2 - t1) / PICKS, sum % 1000);
+	}
+	if (n >= LLM_BACKENDS) {
+		static uint64_t	 blocks[LLM_GROUPS + 1][LLM_BLOCKS];
+		struct wpool	 lp = { .idx = pool.idx, .n = LLM_BACKENDS };
+		double		 t0, t1;
+		unsigned long	 sum = 0;
+		uint32_t	 g, b, k;
+
+		v.pools = &lp;
+		v.llm.affinity_limit = 200000;
+		v.llm.queue_limit = 8;
+		v.llm.kv_ppm = 950000;
+		v.llm.load_factor = 125;
+		for (i = 0; i < LLM_BACKENDS; i++)
+			v.be[i].hrw = 0x9e3779b97f4a7c15ULL * (i + 1);
+		/* fill every way with other prefixes, then note the groups' */
+		for (i = 0; i < SHM_PFX_SETS * SHM_PFX_WAYS * 2; i++)
+			shm_pfx_note(h, balance_rand(&v), i % LLM_BACKENDS, i / 1024);
+		for (g = 0; g <= LLM_GROUPS; g++)
+			for (b = 0; b < LLM_BLOCKS; b++)
+				blocks[g][b] = balance_rand(&v);
+		for (g = 0; g < LLM_GROUPS; g++)
+			for (b = 0; b < LLM_BLOCKS; b++)
+				shm_pfx_note(h, blocks[g][b], g % LLM_BACKENDS, 1u << 20);
+		shm_pool_set(h, 0, "bench", STRAT_LLM, STRAT_ROUND_ROBIN);
+		req.nblocks = LLM_BLOCKS;
+		req.prompt_tokens = LLM_BLOCKS * 64;
+		req.output_tokens = 256;
+		t0 = now_ns();
+		for (k = 0; k < LLM_PICKS; k++) {
+			g = k % 8 == 7 ? LLM_GROUPS : (k * 2654435761u) % LLM_GROUPS;
+			if (g == LLM_GROUPS)
+				blocks[g][0] = balance_rand(&v);	/* a new prefix */
+			req.blocks = blocks[g];
+			sum += (unsigned long)balance_pick(&v, 0, &req);
+		}
+		t1 = now_ns();
+		printf("%-18s %8.1f ns/pick   (%d backends, %d blocks, prefix memory full; checksum %lu)\n",
+		    "llm", (t1 - t0) / LLM_PICKS, LLM_BACKENDS, LLM_BLOCKS, sum % 1000);
+		v.pools = &pool;
 	}
 	balance_view_free(&v);
 	shm_destroy(h);

@@ -384,13 +384,6 @@ conf_finish_pools(struct conf_loader *ld)
 		m = ld->pool_marks[i];
 		if (conf->pools[i].strategy == STRAT_COUNT)
 			conf->pools[i].strategy = conf->strategy;
-		/* the llm pipeline (prefix affinity) is named, not built yet */
-		if (conf->pools[i].strategy == STRAT_LLM ||
-		    conf->pools[i].base_strategy == STRAT_LLM ||
-		    conf->pools[i].shadow_strategy == STRAT_LLM)
-			conf_err(ld, m.line, m.column, "pool '%s': strategy "
-			    "llm is not built yet; least_tokens is",
-			    conf->pools[i].name);
 		if (conf->pools[i].base_strategy == STRAT_GEO ||
 		    conf->pools[i].base_strategy == STRAT_MODEL)
 			conf_err(ld, m.line, m.column, "pool '%s': "
@@ -544,8 +537,8 @@ conf_strategy_from_name(const char *name)
 	int	 i;
 
 	for (i = 0; i < STRAT_COUNT; i++)
-		if (i != STRAT_LLM && strcmp(conf_strategy_names[i], name) == 0)
-			return i;	/* llm: named, not built yet */
+		if (strcmp(conf_strategy_names[i], name) == 0)
+			return i;
 	return -1;
 }
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <bsd/string.h>
+
 #include "conf/conf.h"
 #include "balance.h"
 
@@ -133,7 +135,12 @@ struct bal_filter {
 	const struct bal_req	*req;
 	int			 backup;	/* tier: 0 primaries, 1 backups */
 	int			 local;		/* 1: only backends in v->region */
+	int			 unsat;		/* 1: only backends below their load signals' limits */
 };
+
+static int	balance_signals_saturated(struct wview *, uint32_t);
+static int	pick_lowest(struct wview *, struct wpool *, const struct bal_filter *,
+		    uint64_t (*)(struct wview *, uint32_t));
 
 static int
 balance_ok(struct wview *v, uint32_t slot, const struct bal_filter *f)
@@ -147,6 +154,8 @@ balance_ok(struct wview *v, uint32_t slot, const struct bal_filter *f)
 	if (!balance_serves(b, f->req->model))
 		return 0;
 	if (f->req->nexclude && balance_excluded(f->req, slot))
+		return 0;
+	if (f->unsat && balance_signals_saturated(v, slot))
 		return 0;
 	return balance_eligible_x(v, slot, f->req->ignore_full);
 }
@@ -353,6 +362,254 @@ cost_tokens(struct wview *v, uint32_t slot)
 	if (t < 0)
 		t = 0;
 	return ((uint64_t)t << 16) + (cost_inflight(v, slot) & 0xffff);
+}
+
+
+/*
+ * The llm strategy (DESIGN "LLM routing").  Each candidate has a load, in
+ * prompt-token units, over every worker's stripe: its uncached prompt
+ * tokens in flight, four per output token still expected (a decode step
+ * shared by a batch costs each sequence about what a few prefill tokens
+ * do), and LLM_REQ_WEIGHT per request in flight (a request holds a place
+ * in the batch, or waits for one, whatever its tokens); and a match, the
+ * leading prompt blocks the prefix memory says were sent there lately.
+ * What the request would add there is its prompt less the warm blocks.
+ *
+ * - Some candidate is warm: the one with the lowest load plus added
+ *   tokens among those not saturated wins, so affinity holds until the
+ *   load it gathers outweighs the prefill it saves (a warm backend with
+ *   many more requests in flight than the others loses a request to
+ *   them).  Saturated: its uncached tokens in flight would pass
+ *   llm.affinity_limit, or its own metrics (fresh) show llm.queue_limit
+ *   waiting requests or llm.kv_limit KV-cache use.  When the warm ones
+ *   are all saturated, the same score over the others decides.
+ * - None is warm: the candidates are ranked by a hash of the first block
+ *   and their names (rendezvous hashing, so several routerd instances
+ *   send a new prefix to the same backend), and the first whose load
+ *   with the request stays within llm.load_factor % of the mean takes it.
+ * - A prompt shorter than one block has no prefix: the lowest score.
+ */
+#define LLM_OUT_WEIGHT	4	/* an output token still expected, in prompt tokens */
+#define LLM_REQ_WEIGHT	256	/* a request in flight (its place in the batch or the queue) */
+
+struct llm_cand {
+	uint32_t	 slot;
+	uint32_t	 match;
+	int64_t		 uncached;
+	int64_t		 load;
+	int64_t		 add;
+	int		 sat;
+};
+
+static int
+balance_signals_saturated(struct wview *v, uint32_t slot)
+{
+	const struct shm_slot	*s = shm_slot(v->shm, slot);
+	uint64_t		 at, now;
+
+	if (v->llm.metrics_ms == 0)
+		return 0;
+	at = atomic_load_explicit(&s->m_ms, memory_order_relaxed);
+	if (at == 0)
+		return 0;
+	now = shm_now_ms();
+	if (now > at && now - at > 3 * v->llm.metrics_ms)
+		return 0;	/* stale: not used */
+	return atomic_load_explicit(&s->m_waiting, memory_order_relaxed) >=
+	    v->llm.queue_limit ||
+	    atomic_load_explicit(&s->m_kv_ppm, memory_order_relaxed) >= v->llm.kv_ppm;
+}
+
+static void
+llm_load(struct wview *v, struct llm_cand *c)
+{
+	int64_t		 u = 0, o = 0;
+	uint32_t	 w;
+
+	for (w = 0; w < v->nstripes; w++) {
+		struct shm_counters *k = shm_ctr(v->shm, w, c->slot);
+
+		u += atomic_load_explicit(&k->tok_uncached, memory_order_relaxed);
+		o += atomic_load_explicit(&k->tok_output, memory_order_relaxed);
+	}
+	c->uncached = u > 0 ? u : 0;
+	c->load = c->uncached + LLM_OUT_WEIGHT * (o > 0 ? o : 0) +
+	    LLM_REQ_WEIGHT * (int64_t)cost_inflight(v, c->slot);
+}
+
+/*
+ * The blocks warm per candidate: the longest prefix warm anywhere found
+ * by bisection over the chained blocks (warm at block i means warm at
+ * every block before it, as they were noted together), each probe
+ * crediting the candidates it names.  O(log blocks) probes of one set.
+ */
+static uint32_t
+llm_match(struct wview *v, const struct bal_req *r, struct llm_cand *cs, size_t n)
+{
+	uint32_t	 lo = 0, hi = r->nblocks, best = 0, found[SHM_PFX_WAYS];
+	size_t		 i, k, nf;
+
+	while (lo < hi) {
+		uint32_t	mid = lo + (hi - lo) / 2;
+		int		hit = 0;
+
+		nf = shm_pfx_find(v->shm, r->blocks[mid], found, SHM_PFX_WAYS);
+		for (k = 0; k < nf; k++) {
+			if (found[k] >= v->shm->max_backends ||
+			    v->cstamp[found[k]] != v->npick)
+				continue;	/* not a candidate */
+			if (v->cmatch[found[k]] < mid + 1)
+				v->cmatch[found[k]] = mid + 1;
+			hit = 1;
+		}
+		if (hit) {
+			best = mid + 1;
+			lo = mid + 1;
+		} else
+			hi = mid;
+	}
+	for (i = 0; i < n; i++)
+		cs[i].match = v->cmatch[cs[i].slot];
+	return best;
+}
+
+static int
+llm_alloc(struct wview *v)
+{
+	if (v->cmatch != NULL)
+		return 0;
+	v->cmatch = calloc(v->shm->max_backends, sizeof(*v->cmatch));
+	v->cstamp = calloc(v->shm->max_backends, sizeof(*v->cstamp));
+	if (v->cmatch == NULL || v->cstamp == NULL) {
+		free(v->cmatch);
+		free(v->cstamp);
+		v->cmatch = v->cstamp = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static uint64_t
+llm_hrw(uint64_t block, uint64_t name)
+{
+	uint64_t x = block ^ name;
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static void
+llm_explain_cands(struct wview *v, const struct llm_cand *cs, size_t n)
+{
+	size_t	i;
+
+	v->ex_ncand = (uint32_t)n;
+	for (i = 0; i < n && i < SHM_EXPLAIN_CANDS; i++) {
+		v->ex_cand[i].slot = (int32_t)cs[i].slot;
+		v->ex_cand[i].match = cs[i].match;
+		v->ex_cand[i].score = (uint64_t)(cs[i].load + cs[i].add);
+	}
+}
+
+static int
+pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	const struct bal_req	*r = f->req;
+	struct llm_cand		 stack[64], *cs = stack;
+	int64_t			 P = r->prompt_tokens, sum = 0;
+	uint32_t		 longest = 0;
+	size_t			 i, n = 0, best = SIZE_MAX, start;
+	int			 pick, any_warm_ok = 0;
+
+	if (p->n == 0 || llm_alloc(v) == -1)
+		return pick_lowest(v, p, f, cost_tokens);
+	if (p->n > 64 && (cs = malloc(p->n * sizeof(*cs))) == NULL)
+		return pick_lowest(v, p, f, cost_tokens);
+	if (++v->npick == 0)
+		v->npick = 1;
+	start = p->rr % p->n;
+	for (i = 0; i < p->n; i++) {
+		uint32_t slot = p->idx[(start + i) % p->n];
+
+		if (!balance_ok(v, slot, f))
+			continue;
+		cs[n].slot = slot;
+		v->cstamp[slot] = v->npick;
+		v->cmatch[slot] = 0;
+		llm_load(v, &cs[n]);
+		sum += cs[n].load;
+		n++;
+	}
+	if (n == 0) {
+		pick = -1;
+		v->ex_reason = BAL_R_NONE;
+		goto out;
+	}
+	if (r->nblocks > 0)
+		longest = llm_match(v, r, cs, n);
+	for (i = 0; i < n; i++) {
+		cs[i].add = r->nblocks == 0 ? P :
+		    P - P * (int64_t)cs[i].match / (int64_t)r->nblocks;
+		cs[i].add += LLM_OUT_WEIGHT * (int64_t)r->output_tokens + LLM_REQ_WEIGHT;
+		cs[i].sat = cs[i].uncached + cs[i].add > v->llm.affinity_limit ||
+		    balance_signals_saturated(v, cs[i].slot);
+		if (cs[i].match > 0 && !cs[i].sat)
+			any_warm_ok = 1;
+	}
+	if (longest > 0 || r->nblocks == 0) {
+		/* the lowest load + added tokens, saturated ones last; ties in turn */
+		for (i = 0; i < n; i++) {
+			if (best == SIZE_MAX || cs[i].sat < cs[best].sat ||
+			    (cs[i].sat == cs[best].sat && cs[i].load + cs[i].add <
+			    cs[best].load + cs[best].add))
+				best = i;
+		}
+		if (r->nblocks == 0)
+			v->ex_reason = BAL_R_STRATEGY;
+		else if (!any_warm_ok)
+			v->ex_reason = BAL_R_SATURATED;
+		else if (cs[best].match == longest)
+			v->ex_reason = BAL_R_AFFINITY;
+		else
+			v->ex_reason = BAL_R_LOAD;
+	} else {
+		/*
+		 * cold: rendezvous order, skipping a backend already above
+		 * load_factor % of the mean load (this request included)
+		 */
+		int64_t		bound = (sum + cs[0].add) * (int64_t)v->llm.load_factor /
+				    (100 * (int64_t)n);
+		uint64_t	bw = 0;
+
+		for (i = 0; i < n; i++) {
+			uint64_t h = llm_hrw(r->blocks[0], v->be[cs[i].slot].hrw);
+
+			if (cs[i].sat || cs[i].load > bound)
+				continue;
+			if (best == SIZE_MAX || h > bw) {
+				bw = h;
+				best = i;
+			}
+		}
+		if (best == SIZE_MAX)
+			for (i = 0; i < n; i++)
+				if (best == SIZE_MAX || cs[i].load + cs[i].add <
+				    cs[best].load + cs[best].add)
+					best = i;
+		v->ex_reason = BAL_R_COLD;
+	}
+	pick = (int)cs[best].slot;
+	v->last_match = cs[best].match;
+	p->rr = (uint32_t)((start + best + 1) % p->n);
+out:
+	llm_explain_cands(v, cs, n);
+	if (cs != stack)
+		free(cs);
+	return pick;
 }
 
 /*
@@ -696,7 +953,7 @@ pick_ranked(struct wview *v, struct wpool *p, uint32_t strat,
 	uint64_t	 m;
 	long		 pos;
 
-	if (v->rank_off || f->backup || f->local || f->req->nexclude ||
+	if (v->rank_off || f->backup || f->local || f->unsat || f->req->nexclude ||
 	    f->req->model >= 0 || f->req->ignore_full)
 		return RANK_SLOW;
 	if (v->tot == NULL && rank_alloc(v) == -1)
@@ -742,6 +999,9 @@ balance_view_free(struct wview *v)
 		v->pools[i].sched_state = 0;
 	}
 	rank_free(v);
+	free(v->cmatch);
+	free(v->cstamp);
+	v->cmatch = v->cstamp = NULL;
 }
 
 /*
@@ -811,10 +1071,108 @@ pick_with(struct wview *v, struct wpool *p, uint32_t strategy,
 		return pick_random(v, p, f);
 	case STRAT_LEAST_TOKENS:
 		return pick_lowest(v, p, f, cost_tokens);
+	case STRAT_LLM:
+		return pick_llm(v, p, f);
 	case STRAT_ROUND_ROBIN:
 	default:
 		return pick_round_robin(v, p, f);
 	}
+}
+
+/* The pick of one tier with the filters of f, by strat (geo and model: by base). */
+static int
+pick_tier(struct wview *v, struct wpool *p, uint32_t strat, uint32_t base,
+    struct bal_filter *f)
+{
+	int	slot;
+
+	switch (strat) {
+	case STRAT_GEO:
+		if (f->local)
+			return pick_with(v, p, base, f);
+		f->local = 1;
+		slot = pick_with(v, p, base, f);
+		f->local = 0;
+		return slot != -1 ? slot : pick_with(v, p, base, f);
+	case STRAT_MODEL:
+		/* the model filter is in req; rank survivors by the base strategy */
+		return pick_with(v, p, base, f);
+	default:
+		return pick_with(v, p, strat, f);
+	}
+}
+
+/* 1 if some member passes f. */
+static int
+balance_any(struct wview *v, struct wpool *p, const struct bal_filter *f)
+{
+	size_t	i;
+
+	for (i = 0; i < p->n; i++)
+		if (balance_ok(v, p->idx[i], f))
+			return 1;
+	return 0;
+}
+
+/*
+ * The pool's filters, in their order: each narrows the candidates (of
+ * the tier) when some candidate is left, and is dropped when none is.
+ * The model filter is the request's (always on when it names one).
+ */
+static void
+balance_filters(struct wview *v, struct wpool *p, struct bal_filter *f)
+{
+	uint32_t	fl = p->filters;
+	int		i;
+
+	for (i = 0; i < CONF_FILTERS_MAX && fl != 0; i++, fl >>= 4) {
+		struct bal_filter t = *f;
+
+		switch (fl & 0xf) {
+		case FILTER_REGION:
+			t.local = 1;
+			break;
+		case FILTER_SATURATION:
+			t.unsat = 1;
+			break;
+		default:
+			continue;
+		}
+		if (balance_any(v, p, &t))
+			*f = t;
+	}
+}
+
+/* One decision into this worker's ring, for routerctl explain. */
+static void
+balance_explain(struct wview *v, const struct wpool *p, uint32_t strat, int slot,
+    int shadow, const struct bal_req *req)
+{
+	struct shm_explain	*e = shm_explain(v->shm, v->windex);
+	uint64_t		 head = atomic_load_explicit(&e->head, memory_order_relaxed);
+	struct shm_decision	*d = &e->ent[head & (SHM_EXPLAIN_LEN - 1)];
+	uint32_t		 seq = atomic_load_explicit(&d->seq, memory_order_relaxed);
+
+	atomic_store_explicit(&d->seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	d->pool = p->id;
+	d->strategy = strat;
+	d->reason = v->ex_reason;
+	d->pick = slot;
+	d->shadow = shadow;
+	d->model = req->model >= 0 ? req->model : -1;
+	d->ncand = v->ex_ncand;
+	d->blocks = req->nblocks;
+	d->prompt_tokens = req->prompt_tokens;
+	d->ms = shm_now_ms();
+	if (req->rid != NULL)
+		strlcpy(d->rid, req->rid, sizeof(d->rid));
+	else
+		d->rid[0] = '\0';
+	memcpy(d->cand, v->ex_cand, sizeof(d->cand[0]) *
+	    (v->ex_ncand < SHM_EXPLAIN_CANDS ? v->ex_ncand : SHM_EXPLAIN_CANDS));
+	atomic_store_explicit(&d->seq, seq + 2, memory_order_release);
+	atomic_store_explicit(&e->head, head + 1, memory_order_release);
 }
 
 int
@@ -822,8 +1180,9 @@ balance_pick(struct wview *v, uint32_t pool, const struct bal_req *req)
 {
 	struct wpool		*p;
 	struct bal_filter	 f = { .req = req };
-	uint32_t		 strat, base;
-	int			 slot;
+	struct shm_poolq	*q;
+	uint32_t		 strat, base, match;
+	int			 slot = -1, shadow = -1, tier;
 
 	if (pool >= v->npools)
 		return -1;
@@ -836,27 +1195,46 @@ balance_pick(struct wview *v, uint32_t pool, const struct bal_req *req)
 	    memory_order_relaxed);
 	if (base == STRAT_GEO || base == STRAT_MODEL)
 		base = STRAT_ROUND_ROBIN;
-	for (f.backup = 0; f.backup <= 1; f.backup++) {
-		switch (strat) {
-		case STRAT_GEO:
-			f.local = 1;
-			if ((slot = pick_with(v, p, base, &f)) != -1)
-				return slot;
-			f.local = 0;
-			slot = pick_with(v, p, base, &f);
-			break;
-		case STRAT_MODEL:
-			/* the model filter is in req; rank survivors by the base strategy */
-			slot = pick_with(v, p, base, &f);
-			break;
-		default:
-			slot = pick_with(v, p, strat, &f);
-			break;
-		}
-		if (slot != -1)
-			return slot;
+	if (req->override > 0 && req->override <= STRAT_COUNT)
+		strat = (uint32_t)req->override - 1;	/* X-Router-Strategy, allowed by the pool */
+	v->ex_reason = BAL_R_STRATEGY;
+	v->ex_ncand = 0;
+	v->last_match = 0;
+	for (tier = 0; tier <= 1 && slot == -1; tier++) {
+		f.backup = tier;
+		f.local = f.unsat = 0;
+		if (p->filters != 0)
+			balance_filters(v, p, &f);
+		slot = pick_tier(v, p, strat, base, &f);
 	}
-	return -1;
+	if (slot == -1)
+		v->ex_reason = BAL_R_NONE;
+	v->last_slot = slot;
+	q = &v->shm->poolq[v->windex][p->id];
+	if (p->shadow > 0 && p->shadow <= STRAT_COUNT && slot != -1 && req->nexclude == 0) {
+		/* what the shadow would have picked, from the same candidates; not acted on */
+		uint32_t	reason = v->ex_reason, ncand = v->ex_ncand;
+		struct shm_cand	cand[SHM_EXPLAIN_CANDS];
+
+		match = v->last_match;
+		memcpy(cand, v->ex_cand, sizeof(cand));
+		shadow = pick_tier(v, p, p->shadow - 1, base, &f);
+		shm_ctr_add(shadow == slot ? &q->shadow_agree : &q->shadow_differ, 1);
+		v->ex_reason = reason;
+		v->ex_ncand = ncand;
+		memcpy(v->ex_cand, cand, sizeof(cand));
+		v->last_match = match;
+	}
+	if (v->ex_reason == BAL_R_AFFINITY)
+		shm_ctr_add(&q->affinity, 1);
+	else if (v->ex_reason == BAL_R_COLD)
+		shm_ctr_add(&q->cold, 1);
+	else if (v->ex_reason == BAL_R_SATURATED || v->ex_reason == BAL_R_LOAD)
+		shm_ctr_add(&q->affinity_yield, 1);
+	if (req->override > 0 && slot != -1 && strat != STRAT_LLM)
+		v->ex_reason = BAL_R_OVERRIDE;	/* llm's own reason says more */
+	balance_explain(v, p, strat, slot, shadow, req);
+	return slot;
 }
 
 void

@@ -20,6 +20,7 @@ struct wbe {
 	char		 region[SHM_NAME_MAX];
 	uint32_t	 ppos;		/* its index in its pool's idx[], set with the pool's tree */
 	uint32_t	 rlat;		/* as of that tree: latency EWMA (>= 1), 0 = cannot take requests */
+	uint64_t	 hrw;		/* hash of its name: its rank for a cold prefix (llm) */
 };
 
 struct wpool {
@@ -27,6 +28,8 @@ struct wpool {
 	uint32_t	*idx;		/* slots of the pool's members */
 	size_t		 n;
 	uint32_t	 rr;		/* round robin cursor */
+	uint32_t	 shadow;	/* shadow_strategy + 1, 0 none */
+	uint32_t	 filters;	/* conf_pool.filters */
 	/*
 	 * weighted: one full smooth-WRR cycle, precomputed, so a pick is
 	 * a step through an array.  sched_state 0 = to build, 1 = built,
@@ -77,6 +80,24 @@ struct wview {
 	uint64_t	 pseen;		/* prober log entries applied */
 	int		 rank_ready;	/* every stripe read once */
 	int		 rank_off;	/* 1: always scan (tests compare the two) */
+	uint32_t	 windex;	/* our stripe: decision ring, pool counters */
+	struct {
+		int64_t	 affinity_limit;	/* llm.* */
+		uint32_t queue_limit;
+		uint32_t kv_ppm;
+		uint32_t load_factor;
+		uint64_t metrics_ms;		/* health.metrics_interval, 0: not read */
+	} llm;
+	/* the last pick: its slot, and the prefix blocks warm there (llm) */
+	int		 last_slot;
+	uint32_t	 last_match;
+	uint32_t	*cmatch;	/* [max_backends]: blocks warm per candidate, during an llm pick */
+	uint32_t	*cstamp;	/* [max_backends]: the pick that wrote cmatch */
+	uint32_t	 npick;
+	/* the last pick, for the decision ring */
+	uint32_t	 ex_reason;	/* enum bal_reason */
+	uint32_t	 ex_ncand;
+	struct shm_cand	 ex_cand[SHM_EXPLAIN_CANDS];
 };
 
 #define BAL_EXCLUDE_MAX	8
@@ -109,7 +130,7 @@ struct bal_req {
 	size_t		 nexclude;
 	int		 model;
 	int		 ignore_full;	/* 1: treat backends at max_conns as eligible (queueing asks) */
-	int		 strategy;	/* X-Router-Strategy, allowed by the pool: enum conf_strategy, -1 none */
+	int		 override;	/* X-Router-Strategy, allowed by the pool: enum conf_strategy + 1, 0 none */
 	const uint64_t	*blocks;	/* chained hashes of the prompt's blocks, first block first */
 	uint32_t	 nblocks;
 	uint32_t	 prompt_tokens;	/* estimated */

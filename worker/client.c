@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "worker/h1.h"
 #include "worker/http.h"
+#include "worker/llm.h"
 #include "worker/worker.h"
 
 #define LINGER_MS	2000	/* how long a closing connection may drain its input */
@@ -102,6 +103,7 @@ client_close(struct client *c)
 		worker_buf_put(w, c->in.data);
 	worker_buf_release(w, &c->out);
 	hold_free_fwd(c);
+	llm_free(c);
 	c->in.data = NULL;
 	TAILQ_REMOVE(&w->clients, c, entry);
 	w->nclients--;

@@ -6,6 +6,7 @@
 #include "worker/h1.h"
 #include "worker/http.h"
 #include "worker/retry.h"
+#include "worker/llm.h"
 #include "worker/worker.h"
 
 /* Requests waiting in every worker's queue, from the table. */
@@ -181,6 +182,12 @@ exchange_start(struct client *c)
 	c->x.t_start = w->loop.now;
 	c->x.breq.nexclude = 0;
 	c->x.breq.model = -1;
+	c->x.breq.override = 0;
+	c->x.breq.blocks = NULL;
+	c->x.breq.nblocks = 0;
+	c->x.breq.prompt_tokens = 0;
+	c->x.breq.output_tokens = 0;
+	c->x.breq.rid = c->x.rid;
 	c->x.attempts = 0;
 	c->x.status = 0;
 	ev_timer_after(&w->loop, &c->timer, w->conf->timeout.client_idle_ms);
@@ -192,7 +199,7 @@ exchange_start(struct client *c)
 		client_reply(c, 404, client_status_msg(404));
 		return;
 	}
-	if (models_wanted(c) && models_route(c) == -1)
+	if (models_route(c) == -1)
 		return;
 	if (upstream_attach(c) == -1) {
 		exchange_no_backend(c);
@@ -210,6 +217,7 @@ exchange_start(struct client *c)
 void
 exchange_reset(struct client *c)
 {
+	llm_free(c);
 	memset(&c->x, 0, sizeof(c->x));
 	c->x.pool = -1;
 	c->x.slot = -1;

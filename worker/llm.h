@@ -32,6 +32,7 @@ struct llm_req {
 	uint32_t	 events;	/* SSE events (or body reads, not SSE) */
 	uint32_t	 sse;		/* the response is text/event-stream */
 	uint32_t	 nl;		/* SSE: the line so far is empty */
+	int		 done;		/* llm_attempt_done() counted this attempt */
 	size_t		 tail_len;
 	char		 tail[LLM_TAIL];
 };
@@ -39,8 +40,18 @@ struct llm_req {
 struct client;
 struct upconn;
 
-/* Scan the held body of c for the llm strategy and the token counts: 0, or -1 when c was answered. */
-int	 llm_scan(struct client *, const char *body, size_t len);
+/*
+ * llm_wants(): 1 when c's pool ranks by what the body says (llm,
+ * least_tokens, model: as its strategy, shadow or a strategy a request may
+ * ask for); *blocks: 1 when it needs the prefix blocks (llm).
+ * llm_scan(): scan the whole held JSON body for them, the model into
+ * model[modelsz]; returns jscan_request()'s answer.  Facts are kept in
+ * c->x.llm and c->x.breq unless the body is not a JSON object (or memory
+ * is short: the request is then routed without them, never refused).
+ */
+int	 llm_wants(struct client *, int *blocks);
+int	 llm_scan(struct client *, int blocks, const char *body, size_t len,
+	    char *model, size_t modelsz);
 
 /* The attempt u begins (dir 1: add its estimates to its stripes, note its prefix) or ends (dir -1). */
 void	 llm_attempt(struct upconn *, int dir);

@@ -10,6 +10,7 @@
 #include "conf/conf.h"
 #include "lib/log.h"
 #include "worker/jscan.h"
+#include "worker/llm.h"
 #include "worker/worker.h"
 
 /*
@@ -128,10 +129,30 @@ models_body(struct client *c, size_t *len, char **copy)
 	return d;
 }
 
+/* 1 when some backend of c's pool lists the models it serves. */
+static int
+models_pool_lists(struct client *c)
+{
+	const struct wview	*v = &c->w->view;
+	const struct wpool	*p = &v->pools[c->x.pool];
+	size_t			 i;
+
+	for (i = 0; i < p->n; i++)
+		if (v->be[p->idx[i]].nmodels > 0)
+			return 1;
+	return 0;
+}
+
 /*
  * models_route(): read "model" from the held JSON body and narrow the
  * pick to backends serving it.  Returns 0 to go on (c->x.breq.model set, or
  * -1 when the body names none), -1 when c was answered (unknown model).
+ *
+ * A pool balanced by model needs the model: a body without one is
+ * answered with an error.  A pool that ranks by the body (llm,
+ * least_tokens) reads the same scan for its facts (worker/llm.c) and
+ * narrows by the model only when its backends list models; a body it
+ * cannot read is routed without facts.
  */
 int
 models_route(struct client *c)
@@ -140,8 +161,13 @@ models_route(struct client *c)
 	const char	*body;
 	char		*copy, name[SHM_NAME_MAX * 4];
 	size_t		 len;
-	int		 id, r;
+	int		 id, r, blocks, reads, strict;
 
+	strict = models_wanted(c);
+	reads = llm_wants(c, &blocks);
+	if (!strict && (!reads || c->x.req_body == BODY_NONE || !c->x.holding ||
+	    !c->x.msg_done))
+		return 0;
 	if (c->x.req_body == BODY_NONE) {
 		models_error(c, 400, "invalid_request_error", "missing_model", "model",
 		    "model routing needs a \"model\" string in the request body, which is empty");
@@ -159,11 +185,30 @@ models_route(struct client *c)
 		return -1;
 	}
 	if ((body = models_body(c, &len, &copy)) == NULL) {
+		if (!strict)
+			return 0;
 		client_reply(c, 500, "held body unreadable");
 		return -1;
 	}
-	r = jscan_model(body, len, name, sizeof(name));
+	r = reads ? llm_scan(c, blocks, body, len, name, sizeof(name)) :
+	    jscan_model(body, len, name, sizeof(name));
 	free(copy);
+	if (!strict) {
+		/* advice only: narrowed by model where the backends say what they serve */
+		if (r != JSCAN_FOUND && r != JSCAN_TOOLONG)
+			return 0;
+		if (!models_pool_lists(c))
+			return 0;
+		if (r == JSCAN_TOOLONG)
+			strlcpy(name + 64, "...", 4);
+		id = r == JSCAN_FOUND ? shm_model_lookup(w->shm, name) : -1;
+		if (id < 0 || !balance_pool_has_model(&w->view, (uint32_t)c->x.pool, id)) {
+			models_unknown(c, name);
+			return -1;
+		}
+		c->x.breq.model = id;
+		return 0;
+	}
 	switch (r) {
 	case JSCAN_FOUND:
 		break;

@@ -12,6 +12,7 @@
 #include "worker/h1.h"
 #include "worker/http.h"
 #include "worker/retry.h"
+#include "worker/llm.h"
 #include "worker/worker.h"
 
 
@@ -216,6 +217,7 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 
 	if (u->interim)
 		return 0;		/* never forward a body of an interim response */
+	llm_resp_data(u, at, len);
 	if (h1_frame_data(&u->fr, at, len) == -1) {
 		/* up_parse() bounds its input by the room: this is a bug, not input */
 		log_warnx("upstream: body of %zu bytes for %zu bytes of room", len,
@@ -306,33 +308,6 @@ up_close(struct upconn *u)
 }
 
 /*
- * Tokens in flight at the backend (least_tokens): an attempt adds its
- * estimate when it is sent (dir 1) and takes the same amounts away when
- * it ends (dir -1).  The prompt is estimated from the held body, four
- * characters a token; the output is llm.output_tokens.  A request
- * without a held body counts no prompt tokens.
- */
-static void
-up_tokens(struct upconn *u, int dir)
-{
-	struct client		*c = u->cl;
-	struct shm_counters	*k = up_ctr(u);
-
-	if (dir > 0) {
-		c->x.tok_prompt = c->x.holding ? (int64_t)(c->x.body_len / 4) : 0;
-		c->x.tok_output = c->x.body_len > 0 ?
-		    u->w->conf->llm.output_tokens : 0;
-	}
-	atomic_store_explicit(&k->tok_prompt, atomic_load_explicit(&k->tok_prompt,
-	    memory_order_relaxed) + dir * c->x.tok_prompt, memory_order_relaxed);
-	atomic_store_explicit(&k->tok_uncached, atomic_load_explicit(
-	    &k->tok_uncached, memory_order_relaxed) + dir * c->x.tok_prompt,
-	    memory_order_relaxed);
-	atomic_store_explicit(&k->tok_output, atomic_load_explicit(&k->tok_output,
-	    memory_order_relaxed) + dir * c->x.tok_output, memory_order_relaxed);
-}
-
-/*
  * Detach u from its client: count the attempt as finished and either park
  * the connection in its backend's idle pool or close it.
  */
@@ -345,7 +320,7 @@ upstream_release(struct upconn *u, int reuse)
 
 	if (c != NULL) {
 		shm_inflight_add(w->shm, w->index, u->slot, -1);
-		up_tokens(u, -1);
+		llm_attempt(u, -1);
 		c->up = NULL;
 		u->cl = NULL;
 		if (w->nwait > 0)
@@ -530,7 +505,7 @@ upstream_attach(struct client *c)
 		if (c->x.attempts > 1)
 			shm_ctr_add(&k->retries, 1);
 		shm_inflight_add(u->w->shm, u->w->index, u->slot, 1);
-		up_tokens(u, 1);
+		llm_attempt(u, 1);
 	}
 	ev_timer_after(&w->loop, &u->timer, u->phase == UP_CONNECTING ?
 	    (uint64_t)w->conf->timeout.connect_ms :
@@ -740,6 +715,7 @@ upstream_drive(struct upconn *u)
 
 		if (!c->x.msg_done)
 			c->x.close_after = 1, c->x.resp_close = 1;
+		llm_attempt_done(u, 1);
 		upstream_release(u, reuse);
 		return 1;
 	}
@@ -762,6 +738,7 @@ upstream_fail(struct upconn *u, enum up_err e)
 	if (e != UPE_STATUS)
 		up_note_fail(w, slot);	/* a 5xx was counted with its head */
 	log_debug("upstream %s: attempt failed (%d)", w->wb[slot].name, (int)e);
+	llm_attempt_done(u, 0);
 	upstream_release(u, 0);
 	exchange_failed(c, slot, e, reused);
 }

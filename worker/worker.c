@@ -14,6 +14,7 @@
 #include "lib/priv.h"
 #include "worker/admin.h"
 #include "worker/mctl.h"
+#include "worker/jscan.h"
 #include "worker/worker.h"
 
 /*
@@ -206,6 +207,7 @@ worker_refresh(struct worker *w)
 		b->weight = d.weight ? d.weight : 1;
 		b->max_conns = d.max_conns;
 		b->nmodels = d.nmodels;
+		b->hrw = jscan_hash(d.name, strlen(d.name), 0x6872770aULL);
 		memcpy(b->models, d.models, sizeof(b->models));
 		strlcpy(b->region, d.region, sizeof(b->region));
 		if (b->pool < w->view.npools) {
@@ -485,6 +487,13 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	w.view.nstripes = shm->max_workers;
 	w.view.rng = ((uint64_t)getpid() << 32) ^ (uint64_t)w.loop.now ^ 0x9e3779b97f4a7c15ULL;
 	strlcpy(w.view.region, cf->region, sizeof(w.view.region));
+	w.view.windex = w.index;
+	w.view.last_slot = -1;
+	w.view.llm.affinity_limit = cf->llm.affinity_limit;
+	w.view.llm.queue_limit = (uint32_t)cf->llm.queue_limit;
+	w.view.llm.kv_ppm = (uint32_t)cf->llm.kv_limit * 10000;
+	w.view.llm.load_factor = (uint32_t)cf->llm.load_factor;
+	w.view.llm.metrics_ms = cf->health.metrics ? (uint64_t)cf->health.metrics_interval_ms : 0;
 	w.view.be = calloc(shm->max_backends, sizeof(*w.view.be));
 	w.wb = calloc(shm->max_backends, sizeof(*w.wb));
 	/* our own config's pools, each mapped to its id in the table by name */
@@ -495,8 +504,12 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	if (w.view.be == NULL || w.wb == NULL || w.view.pools == NULL ||
 	    pnames == NULL)
 		fatal("worker: calloc");
-	for (i = 0; i < npools; i++)
+	for (i = 0; i < npools; i++) {
 		pnames[i] = cf->pools[i].name;
+		w.view.pools[i].shadow = cf->pools[i].shadow_strategy < STRAT_COUNT ?
+		    (uint32_t)cf->pools[i].shadow_strategy + 1 : 0;
+		w.view.pools[i].filters = cf->pools[i].filters;
+	}
 	balance_view_pools(&w.view, pnames);
 	free(pnames);
 	for (i = 0; i < npools; i++)

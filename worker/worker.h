@@ -82,6 +82,7 @@ struct exchange {
 	uint64_t		 body_len;	/* request body bytes seen (decoded) */
 	int64_t			 tok_prompt;	/* tokens the current attempt added to its backend's stripe */
 	int64_t			 tok_output;
+	int64_t			 tok_uncached;
 	struct llm_req		*llm;		/* the scanned body (worker/llm.h), NULL none */
 	uint32_t		 fwd_head;	/* bytes of the upstream head at the front of fwd */
 	struct h1_framer	 fr;		/* the request body into fwd */

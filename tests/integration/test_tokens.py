@@ -73,14 +73,14 @@ def test_least_connections_counts_requests_not_tokens(env):
     assert picks == [fewer] * 6, (big, small_at, picks)
 
 
-def test_llm_strategy_refused_until_built(env):
+def test_llm_strategy_accepted(env):
+    """llm is built: routerd -t takes it as a strategy, a shadow and an allowed override."""
     a = env.backend("a")
     path = os.path.join(env.dir, "llm.yaml")
     with open(path, "w") as f:
         f.write(backends_yaml([a], strategy="llm").replace("LISTEN", "127.0.0.1:1"))
     p = subprocess.run([ROUTERD, "-t", "-f", path], capture_output=True, text=True)
-    assert p.returncode != 0
-    assert "strategy llm is not built yet" in p.stderr, p.stderr
+    assert p.returncode == 0, p.stderr
 
 
 def test_least_latency_uses_live_request_latency(env):
