@@ -68,6 +68,7 @@ main(int argc, char *argv[])
 	v.nstripes = (uint32_t)nstripes;
 	v.rng = 0x12345678abcdefULL;
 	v.be = calloc((size_t)n, sizeof(*v.be));
+	memset(&pool, 0, sizeof(pool));
 	pool.idx = calloc((size_t)n, sizeof(uint32_t));
 	pool.n = (size_t)n;
 	pool.rr = 0;

@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <bsd/string.h>
 
@@ -1164,7 +1165,13 @@ balance_explain(struct wview *v, const struct wpool *p, uint32_t strat, int slot
 	d->ncand = v->ex_ncand;
 	d->blocks = req->nblocks;
 	d->prompt_tokens = req->prompt_tokens;
-	d->ms = shm_now_ms();
+	{
+		struct timespec ts;
+
+		/* the coarse clock: the ring says when to the ms, not to the ns */
+		clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+		d->ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	}
 	if (req->rid != NULL)
 		strlcpy(d->rid, req->rid, sizeof(d->rid));
 	else
