@@ -77,6 +77,7 @@ main(int argc, char *argv[])
 	}
 	memset(&req, 0, sizeof(req));
 	req.model = -1;
+	req.strategy = -1;
 	printf("backend selection, %d backends, %d worker stripes, %d picks each\n",
 	    n, nstripes, PICKS);
 	for (s = 0; s < (int)(sizeof(strategies) / sizeof(strategies[0])); s++) {

@@ -832,6 +832,7 @@ balance_pick(struct wview *v, uint32_t pool, const struct bal_req *req)
 		return -1;
 	/* the strategy words of the pool's id, whatever its place in a newer file */
 	strat = shm_pool_strategy(v->shm, p->id);
+	if (req->strategy >= 0) strat = (uint32_t)req->strategy;
 	base = atomic_load_explicit(&v->shm->pools[p->id].base_strategy,
 	    memory_order_relaxed);
 	if (base == STRAT_GEO || base == STRAT_MODEL)

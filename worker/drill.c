@@ -608,7 +608,7 @@ drill_start(struct worker *w, struct adminconn *c, enum drill_kind kind,
 	const char	*name;
 	int		 slot, p;
 	size_t		 i;
-	static const struct bal_req any = { .nexclude = 0, .model = -1 };
+	static const struct bal_req any = { .nexclude = 0, .model = -1, .strategy = -1 };
 
 	jn = json_object_get(body, field);
 	if (jn == NULL || !json_is_string(jn) || json_string_length(jn) == 0) {

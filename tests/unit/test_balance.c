@@ -19,7 +19,7 @@ static struct wbe	 be[NB];
 static struct wpool	 pools[NP];
 static uint32_t		 idx[NP][NB];
 static struct wview	 v;
-static const struct bal_req any = { .nexclude = 0, .model = -1 };
+static const struct bal_req any = { .nexclude = 0, .model = -1, .strategy = -1 };
 
 /* Every strategy, for the rules that must hold whichever is chosen. */
 static const uint32_t all_strats[] = {
@@ -479,7 +479,7 @@ assert_never(const char *what, const int *bad, size_t nbad, int expect_any)
 
 Test(balance, exclude_never_picked)
 {
-	struct bal_req	 r = { .model = -1 };
+	struct bal_req	 r = { .model = -1, .strategy = -1 };
 	size_t		 s;
 	int		 i, count[NB + 1];
 
@@ -619,7 +619,7 @@ Test(balance, backups_only_when_no_primary)
 	/* primary excluded by the request (a retry): backups, too */
 	breaker(1, SHM_BREAKER_CLOSED, 0);
 	{
-		struct bal_req r = { .model = -1, .nexclude = 1, .exclude = { 1 } };
+		struct bal_req r = { .model = -1, .strategy = -1, .nexclude = 1, .exclude = { 1 } };
 
 		strategy(0, STRAT_ROUND_ROBIN, STRAT_ROUND_ROBIN);
 		tally(0, &r, 10, count);
@@ -649,7 +649,7 @@ models(uint32_t slot, uint32_t a, uint32_t b)
 
 Test(balance, model_filter)
 {
-	struct bal_req	 r = { .model = 7 };
+	struct bal_req	 r = { .model = 7, .strategy = -1 };
 	int		 count[NB + 1];
 
 	add(0, 0, 1, 0);
@@ -683,7 +683,7 @@ Test(balance, model_filter)
 
 Test(balance, model_with_base_strategy)
 {
-	struct bal_req	 r = { .model = 4 };
+	struct bal_req	 r = { .model = 4, .strategy = -1 };
 	int		 count[NB + 1];
 
 	add(0, 0, 1, 0);

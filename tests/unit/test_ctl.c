@@ -41,7 +41,7 @@ Test(grammar, rows_in_id_order_and_prefix_free)
 		cr_assert_eq(ctlproto_lookup(a->words, (size_t)a->nwords), a);
 		/* show commands only read; what changes state is a write */
 		cr_assert_eq(a->write, strcmp(a->words[0], "show") != 0 &&
-		    a->id != CTL_MONITOR, "%s %s", a->words[0],
+		    a->id != CTL_MONITOR && a->id != CTL_EXPLAIN, "%s %s", a->words[0],
 		    a->nwords > 1 ? a->words[1] : "");
 		for (j = 0; j < ctlproto_ncmds; j++) {
 			const struct ctlproto_cmd *b = &ctlproto_cmds[j];
@@ -100,6 +100,13 @@ Test(parse, prefixes)
 	cr_assert_eq(r.cmd->id, CTL_LOG_VERBOSE);
 	cr_assert_eq(parse("m", &r), 0, "%s", err);
 	cr_assert_eq(r.cmd->id, CTL_MONITOR);
+	cr_assert_eq(parse("e 5", &r), 0, "%s", err);
+	cr_assert_eq(r.cmd->id, CTL_EXPLAIN);
+	cr_assert_eq(r.nargs, 1);
+	cr_assert_eq(parse("explain", &r), 0, "%s", err);
+	cr_assert_eq(r.nargs, 0, "N is optional");
+	cr_assert_eq(parse("explain 1 2", &r), -1);
+	cr_assert_str_eq(err, "usage: explain [N]");
 	cr_assert_eq(parse("rel", &r), 0, "%s", err);
 	cr_assert_eq(r.cmd->id, CTL_RELOAD);
 	/* arguments are never expanded: a backend may be called "s" */
@@ -128,7 +135,7 @@ Test(parse, unknown_and_help)
 
 	cr_assert_eq(parse("frobnicate", &r), -1);
 	cr_assert_str_eq(err, "unknown command: frobnicate; valid commands: "
-	    "show, backend, breaker, strategy, reload, stop, log, monitor");
+	    "show, explain, backend, breaker, strategy, reload, stop, log, monitor");
 	cr_assert_eq(parse("show x", &r), -1);
 	cr_assert_str_eq(err, "unknown command: show x; valid commands: summary, "
 	    "backends, pools, models, stats, breakers, workers, config, registry");

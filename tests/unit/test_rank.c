@@ -136,7 +136,7 @@ same_pick(uint32_t pool, const struct bal_req *r, int step)
 
 Test(rank, agrees_with_scan_under_every_change)
 {
-	struct bal_req	 any = { .model = -1 }, ex = { .model = -1 };
+	struct bal_req	 any = { .model = -1, .strategy = -1 }, ex = { .model = -1, .strategy = -1 };
 	int		 step, k;
 
 	for (step = 0; step < 30000; step++) {
@@ -222,7 +222,7 @@ Test(rank, agrees_with_scan_under_every_change)
 
 Test(rank, a_lone_member_and_an_empty_pool)
 {
-	struct bal_req	any = { .model = -1 };
+	struct bal_req	any = { .model = -1, .strategy = -1 };
 	uint32_t	i;
 
 	/* every member of pool 1 but one down */
@@ -247,7 +247,7 @@ Test(rank, a_lone_member_and_an_empty_pool)
  */
 Test(rank, sums_exact_after_concurrent_writers)
 {
-	struct bal_req	 any = { .model = -1 };
+	struct bal_req	 any = { .model = -1, .strategy = -1 };
 	pid_t		 pid[NW - 1];
 	uint32_t	 w, i;
 	int		 st, k;
