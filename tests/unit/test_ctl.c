@@ -322,3 +322,47 @@ Test(request, refusals_say_why_and_which_close)
 		cr_assert_null(rq.root);
 	}
 }
+
+Test(show, explain_blocks)
+{
+	char	*text = NULL;
+	size_t	 len = 0;
+	FILE	*fp = open_memstream(&text, &len);
+	json_t	*d = json_loads("{\"decisions\": ["
+	    "{\"time\": \"2025-07-15T14:30:00.123Z\", \"request_id\": \"req-1\","
+	    " \"pool\": \"llm\", \"model\": \"phi3\", \"strategy\": \"llm\","
+	    " \"reason\": \"affinity\", \"pick\": \"gpu1\", \"shadow\": null,"
+	    " \"candidates_seen\": 2, \"prefix_blocks\": 3, \"prompt_tokens\": 120,"
+	    " \"candidates\": [{\"backend\": \"gpu1\", \"match\": 3, \"score\": 1000, \"picked\": true},"
+	    " {\"backend\": \"gpu2\", \"match\": 0, \"score\": 25000, \"picked\": false}]},"
+	    "{\"time\": \"2025-07-15T14:29:59.000Z\", \"request_id\": \"req-0\","
+	    " \"pool\": \"default\", \"model\": null, \"strategy\": \"round_robin\","
+	    " \"reason\": \"none\", \"pick\": null, \"shadow\": null,"
+	    " \"candidates_seen\": 0, \"prefix_blocks\": 0, \"prompt_tokens\": 0,"
+	    " \"candidates\": []}]}", 0, NULL);
+
+	cr_assert_not_null(d);
+	ctl_show(fp, CTL_EXPLAIN, d);
+	fclose(fp);
+	cr_assert_str_eq(text,
+	    "2025-07-15T14:30:00.123Z  req-1  pool llm  model phi3\n"
+	    "  strategy llm, reason affinity: picked gpu1, shadow -; 2 candidates, "
+	    "3 prefix blocks, 120 prompt tokens\n"
+	    "     BACKEND  MATCH  SCORE\n"
+	    "  *  gpu1         3   1000\n"
+	    "     gpu2         0  25000\n"
+	    "\n"
+	    "2025-07-15T14:29:59.000Z  req-0  pool default  model -\n"
+	    "  strategy round_robin, reason none: picked -, shadow -; 0 candidates, "
+	    "0 prefix blocks, 0 prompt tokens\n");
+	free(text);
+	json_decref(d);
+	text = NULL;
+	fp = open_memstream(&text, &len);
+	d = json_loads("{\"decisions\": []}", 0, NULL);
+	ctl_show(fp, CTL_EXPLAIN, d);
+	fclose(fp);
+	cr_assert_str_eq(text, "no routing decisions recorded\n");
+	free(text);
+	json_decref(d);
+}
