@@ -203,6 +203,63 @@ ctl_show_stats(FILE *fp, const json_t *data)
 	json_decref(rows);
 }
 
+static const struct ctl_col cand_cols[] = {
+	{ "", "mark", 0 }, { "BACKEND", "backend", 0 },
+	{ "MATCH", "match", 1 }, { "SCORE", "score", 1 },
+};
+
+static const char *
+ctl_str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s != NULL ? s : "-";
+}
+
+/*
+ * explain: per decision a line of who and what, a line of how it went,
+ * then its candidates (the pick marked "*") indented under it.
+ */
+static void
+ctl_show_explain(FILE *fp, const json_t *data)
+{
+	const json_t	*ds = json_object_get(data, "decisions"), *d;
+	json_t		*rows, *c;
+	size_t		 i, k;
+
+	if (json_array_size(ds) == 0) {
+		fprintf(fp, "no routing decisions recorded\n");
+		return;
+	}
+	json_array_foreach(ds, i, d) {
+		json_int_t	seen = json_integer_value(json_object_get(d, "candidates_seen"));
+
+		if (i > 0)
+			fputc('\n', fp);
+		fprintf(fp, "%s  %s  pool %s  model %s\n", ctl_str(d, "time"),
+		    ctl_str(d, "request_id"), ctl_str(d, "pool"),
+		    ctl_str(d, "model"));
+		fprintf(fp, "  strategy %s, reason %s: picked %s, shadow %s; %"
+		    JSON_INTEGER_FORMAT " candidate%s, %" JSON_INTEGER_FORMAT
+		    " prefix blocks, %" JSON_INTEGER_FORMAT " prompt tokens\n",
+		    ctl_str(d, "strategy"), ctl_str(d, "reason"),
+		    ctl_str(d, "pick"), ctl_str(d, "shadow"), seen,
+		    seen == 1 ? "" : "s",
+		    json_integer_value(json_object_get(d, "prefix_blocks")),
+		    json_integer_value(json_object_get(d, "prompt_tokens")));
+		if ((rows = json_deep_copy(json_object_get(d, "candidates"))) == NULL ||
+		    json_array_size(rows) == 0) {
+			json_decref(rows);
+			continue;
+		}
+		json_array_foreach(rows, k, c)
+			json_object_set_new(c, "mark", json_string(
+			    json_is_true(json_object_get(c, "picked")) ? "  *" : "   "));
+		ctl_table(fp, cand_cols, NCOLS(cand_cols), rows);
+		json_decref(rows);
+	}
+}
+
 static void
 ctl_show_config(FILE *fp, const json_t *data)
 {
@@ -246,6 +303,9 @@ ctl_show(FILE *fp, enum ctlproto_id cmd, const json_t *data)
 		return;
 	case CTL_SHOW_REGISTRY:
 		ctl_show_registry(fp, data);
+		return;
+	case CTL_EXPLAIN:
+		ctl_show_explain(fp, data);
 		return;
 	default:
 		/* the writes: the master says what it did in one line */

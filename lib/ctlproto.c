@@ -26,6 +26,8 @@ const struct ctlproto_cmd ctlproto_cmds[] = {
 	  "the running configuration (secrets masked)" },
 	{ CTL_SHOW_REGISTRY, { "show", "registry" }, 2, "", 0, 0, 0, 0,
 	  "registry syncs, last success, backends by source" },
+	{ CTL_EXPLAIN, { "explain" }, 1, "[N]", 0, 1, 0, 0,
+	  "the last N routing decisions: candidates, scores, pick and why" },
 	{ CTL_BACKEND_ENABLE, { "backend", "enable" }, 2, "NAME", 1, 1, 1, 0,
 	  "let a disabled or draining backend take traffic again" },
 	{ CTL_BACKEND_DISABLE, { "backend", "disable" }, 2, "NAME", 1, 1, 1, 0,

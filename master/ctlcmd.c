@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "master/control.h"
 #include "master/registry.h"
+#include "worker/explain.h"
 
 #define MASKED	"********"
 
@@ -379,6 +380,25 @@ struct model_acc {
 	json_t		*rows[SHM_MODELS_MAX];	/* backends serving model id */
 	uint32_t	 up[SHM_MODELS_MAX];
 };
+
+/* explain [N]: the newest N decisions of the workers' rings (worker/explain.c). */
+static json_t *
+ctlcmd_explain(struct master *m, const char *const *args, int nargs,
+    int json, char *err, size_t errlen)
+{
+	const char	*e = NULL;
+	long long	 n = EXPLAIN_DEFAULT;
+	json_t		*data;
+
+	if (nargs == 1 && (n = strtonum(args[0], 1, EXPLAIN_MAX, &e), e != NULL)) {
+		snprintf(err, errlen, "explain: N is %s: %.32s (1 to %d)", e,
+		    args[0], EXPLAIN_MAX);
+		return NULL;
+	}
+	if ((data = explain_json(m->shm, (size_t)n)) == NULL)
+		snprintf(err, errlen, "out of memory");
+	return data;
+}
 
 static void
 ctlcmd_model_acc(struct shm_hdr *h, uint32_t i, const struct shm_desc *d,
@@ -950,6 +970,7 @@ const control_handler control_handlers[CTL_NCMDS] = {
 	[CTL_SHOW_WORKERS] = ctlcmd_show_workers,
 	[CTL_SHOW_CONFIG] = ctlcmd_show_config,
 	[CTL_SHOW_REGISTRY] = ctlcmd_show_registry,
+	[CTL_EXPLAIN] = ctlcmd_explain,
 	[CTL_BACKEND_ENABLE] = ctlcmd_backend_enable,
 	[CTL_BACKEND_DISABLE] = ctlcmd_backend_disable,
 	[CTL_BACKEND_DRAIN] = ctlcmd_backend_drain,

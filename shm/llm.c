@@ -1,9 +1,11 @@
 /*
  * The table's LLM parts: (backend, model) pairs summed over the
- * stripes, token histograms, and the host's prefix memory.
+ * stripes, token histograms, the host's prefix memory and the readers
+ * of the workers' decision rings.
  */
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "shm/table.h"
@@ -138,4 +140,80 @@ shm_pfx_forget(struct shm_hdr *h, uint32_t slot)
 				atomic_store_explicit(&base[i].key[w], 0,
 				    memory_order_relaxed);
 		}
+}
+
+/*
+ * One entry of a decision ring, copied inside its seqlock (the writer:
+ * seq odd, fence, fields, seq even with release; as in table.c).  0, or
+ * -1 when the worker was rewriting it on every try.
+ */
+static int
+explain_copy(const struct shm_decision *e, struct shm_decision *out)
+{
+	uint32_t	s1;
+	unsigned	tries;
+
+	for (tries = 0; tries < 8; tries++) {
+		s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
+		if (s1 & 1)
+			continue;
+		memcpy((char *)out + sizeof(out->seq), (const char *)e +
+		    sizeof(e->seq), sizeof(*e) - sizeof(e->seq));
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&e->seq, memory_order_relaxed) == s1) {
+			atomic_store_explicit(&out->seq, s1, memory_order_relaxed);
+			return (0);
+		}
+	}
+	return (-1);
+}
+
+static int
+explain_newer(const void *a, const void *b)
+{
+	const struct shm_decision_copy *x = a, *y = b;
+
+	if (x->d.ms != y->d.ms)
+		return (x->d.ms < y->d.ms ? 1 : -1);
+	if (x->pos != y->pos)
+		return (x->pos < y->pos ? 1 : -1);
+	return (x->worker < y->worker ? -1 : x->worker > y->worker);
+}
+
+int
+shm_explain_read(struct shm_hdr *h, struct shm_decision_copy *out, size_t max)
+{
+	struct shm_decision_copy *all;
+	size_t		 per, n = 0;
+	uint64_t	 head, pos, k;
+	uint32_t	 w;
+
+	if (max == 0)
+		return (0);
+	/* no worker gives more than max of the newest max */
+	per = max < SHM_EXPLAIN_LEN ? max : SHM_EXPLAIN_LEN;
+	if ((all = calloc((size_t)h->max_workers * per, sizeof(*all))) == NULL)
+		return (-1);
+	for (w = 0; w < h->max_workers; w++) {
+		struct shm_explain *x = shm_explain(h, w);
+
+		head = atomic_load_explicit(&x->head, memory_order_acquire);
+		for (k = 1; k <= per && k <= head; k++) {
+			struct shm_decision_copy *c = &all[n];
+
+			pos = head - k;
+			if (explain_copy(&x->ent[pos & (SHM_EXPLAIN_LEN - 1)],
+			    &c->d) == -1 || c->d.ms == 0)
+				continue;
+			c->worker = w;
+			c->pos = pos;
+			n++;
+		}
+	}
+	qsort(all, n, sizeof(*all), explain_newer);
+	if (n > max)
+		n = max;
+	memcpy(out, all, n * sizeof(*all));
+	free(all);
+	return ((int)n);
 }

@@ -185,6 +185,22 @@ void	 shm_pfx_note(struct shm_hdr *, uint64_t hash, uint32_t slot, uint32_t tick
 size_t	 shm_pfx_find(struct shm_hdr *, uint64_t hash, uint32_t *slots, size_t max);
 void	 shm_pfx_forget(struct shm_hdr *, uint32_t slot);
 
+/*
+ * routerctl explain: the last decisions of every worker's ring (struct
+ * shm_explain).  shm_explain_read() copies into out (at most max) the
+ * newest decisions over all workers, newest first (by ms, then by ring
+ * position), each a consistent copy taken inside its seqlock; an entry
+ * its worker keeps rewriting is skipped after a few tries, so the call
+ * never waits on a writer.  Returns how many it copied, or -1 when out
+ * of memory.  Anyone may call it; it writes nothing in the table.
+ */
+struct shm_decision_copy {
+	uint32_t		 worker;	/* whose ring */
+	uint64_t		 pos;		/* its place there: decisions before it */
+	struct shm_decision	 d;		/* d.seq: the even sequence it was read at */
+};
+int	 shm_explain_read(struct shm_hdr *, struct shm_decision_copy *out, size_t max);
+
 /* Latency histogram bucket for a latency in microseconds, and its upper bound (UINT64_MAX for +Inf). */
 unsigned shm_lat_bucket(uint64_t us);
 uint64_t shm_lat_bucket_le_us(unsigned bucket);

@@ -8,12 +8,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include <bsd/stdlib.h>
 #include <bsd/string.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "lib/log.h"
 #include "worker/admin.h"
+#include "worker/explain.h"
 #include "worker/mctl.h"
 #include "worker/worker.h"
 
@@ -485,6 +487,37 @@ h_failover_test(struct worker *w, struct adminconn *c, const struct admin_req *q
 	return rc;
 }
 
+/* GET /api/v1/explain?n=N: the newest N routing decisions of this host (default 10). */
+static int
+h_explain(struct worker *w, struct adminconn *c, const struct admin_req *q,
+    struct admin_resp *r)
+{
+	const char	*p, *e = NULL;
+	char		 num[16];
+	long long	 n = EXPLAIN_DEFAULT;
+	size_t		 len;
+
+	for (p = q->query; *p != '\0'; p += len + (p[len] == '&')) {
+		len = strcspn(p, "&");
+		if (len < 2 || strncmp(p, "n=", 2) != 0)
+			continue;
+		snprintf(num, sizeof(num), "%.*s", (int)(len - 2), p + 2);
+		if (len - 2 >= sizeof(num))
+			e = "too large";
+		else
+			n = strtonum(num, 1, EXPLAIN_MAX, &e);
+		if (e != NULL) {
+			admin_error(r, 400, "n is %s: 1 to %d decisions", e,
+			    EXPLAIN_MAX);
+			return 0;
+		}
+	}
+	r->status = 200;
+	if ((r->json = explain_json(w->shm, (size_t)n)) == NULL)
+		admin_error(r, 500, "out of memory");
+	return 0;
+}
+
 static int
 h_prom(struct worker *w, struct adminconn *c, const struct admin_req *q,
     struct admin_resp *r)
@@ -514,6 +547,7 @@ static const struct admin_route {
 	{ "/api/v1/router/strategy",		"PUT",	1, h_strategy_put },
 	{ "/api/v1/router/circuit-breaker/test", "POST", 1, h_breaker_test },
 	{ "/api/v1/router/failover/test",	"POST",	1, h_failover_test },
+	{ "/api/v1/explain",			"GET",	0, h_explain },
 	{ "/services",				"GET",	0, h_services },
 	{ "/metrics",				"GET",	0, h_prom },
 };

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -188,6 +189,13 @@ double	 admin_rate_get(const struct admin_rate *, uint64_t t_ms, uint64_t v,
  * NULL on allocation failure.
  */
 char	*metrics_prom(struct worker *, size_t *lenp);
+
+/*
+ * llmmetrics.c: metrics_llm() appends to f the families of the (backend,
+ * model) pairs of the n backends v (only pairs that saw traffic have
+ * samples) and the pools' llm, X-Router-Strategy and shadow counters.
+ */
+void	 metrics_llm(struct worker *, FILE *f, const struct admin_be *v, size_t n);
 
 /*
  * drill.c: the two drills.  Each validates the body (r gets a 4xx when it

@@ -173,6 +173,26 @@ exchange_no_backend(struct client *c)
 		ev_timer_after(&w->loop, &w->queue_timer, 20);
 }
 
+/*
+ * The request asked for a strategy (X-Router-Strategy): it gets it when
+ * its pool lists it in allow_strategies; else it is routed by the pool's
+ * own, as if it had not asked.  Either way it is counted in the pool's
+ * row, never refused: a client cannot break routing.
+ */
+static void
+exchange_ask_strategy(struct client *c)
+{
+	struct shm_poolq	*q = exchange_poolq(c);
+	const struct conf_pool	*p = &c->w->conf->pools[c->x.pool];
+	int			 s = c->x.ask_strategy - 1;
+
+	if (c->x.ask_strategy > 0 && s < 32 && (p->allow_strategies & (1u << s))) {
+		c->x.breq.override = s + 1;
+		shm_ctr_add(&q->override_used, 1);
+	} else
+		shm_ctr_add(&q->override_ignored, 1);
+}
+
 /* The head is parsed: pick a backend and attach a connection. */
 void
 exchange_start(struct client *c)
@@ -199,6 +219,8 @@ exchange_start(struct client *c)
 		client_reply(c, 404, client_status_msg(404));
 		return;
 	}
+	if (c->x.ask_strategy != 0)
+		exchange_ask_strategy(c);
 	if (models_route(c) == -1)
 		return;
 	if (upstream_attach(c) == -1) {

@@ -363,6 +363,7 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    &h->workers[k].free_fwd, memory_order_relaxed));
 		}
 	prom_pool_queues(w, f);
+	metrics_llm(w, f, v, n);
 	prom_family(f, "routerd_worker_queued_requests", "gauge",
 	    "Requests waiting in the worker's FIFO for a backend slot.");
 	for (k = 0; k < h->max_workers && k < SHM_WORKERS_MAX; k++)

@@ -241,6 +241,24 @@ req_on_headers_complete(llhttp_t *p)
 	if (c->x.rid[0] == '\0')
 		request_make_id(c);
 
+	/*
+	 * X-Router-Strategy: whether the pool allows it is for
+	 * exchange_start(); a name we do not know is only counted, and the
+	 * field goes to the backend as it came, like any other.
+	 */
+	c->x.ask_strategy = 0;
+	if ((st = h1_find(base, &c->h, "x-router-strategy", &v)) != 0) {
+		char	name[32];
+		int	s = -1;
+
+		if (st == 1 && v.len > 0 && v.len < sizeof(name)) {
+			memcpy(name, base + v.off, v.len);
+			name[v.len] = '\0';
+			s = conf_strategy_from_name(name);
+		}
+		c->x.ask_strategy = s >= 0 ? 1 + s : -1;
+	}
+
 	/* the upstream head */
 	http_conn_tokens(base, &c->h, &ct);
 	if (ct.overflow)

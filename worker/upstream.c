@@ -433,6 +433,10 @@ upstream_attach(struct client *c)
 			/* nothing here can take it: the pool's backup pool does (once) */
 			c->x.pool = w->backup_pool[c->x.pool];
 			c->x.on_backup_pool = 1;
+			/* X-Router-Strategy holds there only if that pool allows it too */
+			if (c->x.breq.override > 0 && !(w->conf->pools[c->x.pool].allow_strategies &
+			    (1u << (c->x.breq.override - 1))))
+				c->x.breq.override = 0;
 			continue;
 		}
 		if (slot == -1)

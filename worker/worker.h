@@ -103,6 +103,7 @@ struct exchange {
 	int			 slot;		/* backend of the current attempt, -1 */
 	int			 attempts;
 	struct bal_req		 breq;
+	int			 ask_strategy;	/* X-Router-Strategy: 0 none, 1 + strategy, -1 unknown name */
 	int			 fail_slot;	/* backend of the first failed attempt, -1 */
 	uint64_t		 t_fail;	/* ms: that failure */
 	uint64_t		 t_queued;	/* ms: entered the wait queue */

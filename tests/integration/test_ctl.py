@@ -241,7 +241,7 @@ def test_ctl_parse_errors(env):
     e = fails(r, "s")
     assert e.strip() == "routerctl: ambiguous command: s (show, strategy, stop)", e
     e = fails(r, "frobnicate")
-    assert "unknown command: frobnicate; valid commands: show, backend, breaker" in e, e
+    assert "unknown command: frobnicate; valid commands: show, explain, backend, breaker" in e, e
     e = fails(r, "show")
     assert "incomplete command: show; valid commands: summary, backends" in e, e
     e = fails(r, "backend", "weight", "b1")

@@ -41,7 +41,7 @@ Test(grammar, rows_in_id_order_and_prefix_free)
 		cr_assert_eq(ctlproto_lookup(a->words, (size_t)a->nwords), a);
 		/* show commands only read; what changes state is a write */
 		cr_assert_eq(a->write, strcmp(a->words[0], "show") != 0 &&
-		    a->id != CTL_MONITOR, "%s %s", a->words[0],
+		    a->id != CTL_MONITOR && a->id != CTL_EXPLAIN, "%s %s", a->words[0],
 		    a->nwords > 1 ? a->words[1] : "");
 		for (j = 0; j < ctlproto_ncmds; j++) {
 			const struct ctlproto_cmd *b = &ctlproto_cmds[j];
@@ -100,6 +100,13 @@ Test(parse, prefixes)
 	cr_assert_eq(r.cmd->id, CTL_LOG_VERBOSE);
 	cr_assert_eq(parse("m", &r), 0, "%s", err);
 	cr_assert_eq(r.cmd->id, CTL_MONITOR);
+	cr_assert_eq(parse("e 5", &r), 0, "%s", err);
+	cr_assert_eq(r.cmd->id, CTL_EXPLAIN);
+	cr_assert_eq(r.nargs, 1);
+	cr_assert_eq(parse("explain", &r), 0, "%s", err);
+	cr_assert_eq(r.nargs, 0, "N is optional");
+	cr_assert_eq(parse("explain 1 2", &r), -1);
+	cr_assert_str_eq(err, "usage: explain [N]");
 	cr_assert_eq(parse("rel", &r), 0, "%s", err);
 	cr_assert_eq(r.cmd->id, CTL_RELOAD);
 	/* arguments are never expanded: a backend may be called "s" */
@@ -128,7 +135,7 @@ Test(parse, unknown_and_help)
 
 	cr_assert_eq(parse("frobnicate", &r), -1);
 	cr_assert_str_eq(err, "unknown command: frobnicate; valid commands: "
-	    "show, backend, breaker, strategy, reload, stop, log, monitor");
+	    "show, explain, backend, breaker, strategy, reload, stop, log, monitor");
 	cr_assert_eq(parse("show x", &r), -1);
 	cr_assert_str_eq(err, "unknown command: show x; valid commands: summary, "
 	    "backends, pools, models, stats, breakers, workers, config, registry");
@@ -314,4 +321,48 @@ Test(request, refusals_say_why_and_which_close)
 		cr_assert_eq(fatal, cases[i].fatal, "%s", cases[i].payload);
 		cr_assert_null(rq.root);
 	}
+}
+
+Test(show, explain_blocks)
+{
+	char	*text = NULL;
+	size_t	 len = 0;
+	FILE	*fp = open_memstream(&text, &len);
+	json_t	*d = json_loads("{\"decisions\": ["
+	    "{\"time\": \"2025-07-15T14:30:00.123Z\", \"request_id\": \"req-1\","
+	    " \"pool\": \"llm\", \"model\": \"phi3\", \"strategy\": \"llm\","
+	    " \"reason\": \"affinity\", \"pick\": \"gpu1\", \"shadow\": null,"
+	    " \"candidates_seen\": 2, \"prefix_blocks\": 3, \"prompt_tokens\": 120,"
+	    " \"candidates\": [{\"backend\": \"gpu1\", \"match\": 3, \"score\": 1000, \"picked\": true},"
+	    " {\"backend\": \"gpu2\", \"match\": 0, \"score\": 25000, \"picked\": false}]},"
+	    "{\"time\": \"2025-07-15T14:29:59.000Z\", \"request_id\": \"req-0\","
+	    " \"pool\": \"default\", \"model\": null, \"strategy\": \"round_robin\","
+	    " \"reason\": \"none\", \"pick\": null, \"shadow\": null,"
+	    " \"candidates_seen\": 0, \"prefix_blocks\": 0, \"prompt_tokens\": 0,"
+	    " \"candidates\": []}]}", 0, NULL);
+
+	cr_assert_not_null(d);
+	ctl_show(fp, CTL_EXPLAIN, d);
+	fclose(fp);
+	cr_assert_str_eq(text,
+	    "2025-07-15T14:30:00.123Z  req-1  pool llm  model phi3\n"
+	    "  strategy llm, reason affinity: picked gpu1, shadow -; 2 candidates, "
+	    "3 prefix blocks, 120 prompt tokens\n"
+	    "     BACKEND  MATCH  SCORE\n"
+	    "  *  gpu1         3   1000\n"
+	    "     gpu2         0  25000\n"
+	    "\n"
+	    "2025-07-15T14:29:59.000Z  req-0  pool default  model -\n"
+	    "  strategy round_robin, reason none: picked -, shadow -; 0 candidates, "
+	    "0 prefix blocks, 0 prompt tokens\n");
+	free(text);
+	json_decref(d);
+	text = NULL;
+	fp = open_memstream(&text, &len);
+	d = json_loads("{\"decisions\": []}", 0, NULL);
+	ctl_show(fp, CTL_EXPLAIN, d);
+	fclose(fp);
+	cr_assert_str_eq(text, "no routing decisions recorded\n");
+	free(text);
+	json_decref(d);
 }
