@@ -102,12 +102,14 @@ signals_sample(const char *p, const char *e, double *v)
 {
 	const char	*t;
 
-	p = signals_blank(p, e);
-	if (p < e && *p == '{' && (p = signals_labels(p, e)) == NULL)
-		return -1;
 	t = signals_blank(p, e);
-	if (t == p && p < e)
-		return -1;		/* "name1" ran into something else */
+	if (t < e && *t == '{') {
+		if ((p = signals_labels(t, e)) == NULL)
+			return -1;
+		t = signals_blank(p, e);
+	}
+	if (t == p)
+		return -1;		/* no blank before the value, or no value */
 	p = t;
 	for (t = p; t < e && *t != ' ' && *t != '\t'; t++)
 		;
