@@ -26,6 +26,7 @@ def _router(env, backends, metrics=True, models=True, workers=1):
     aport = free_port()
     lines = ["listen:", "  - address: LISTEN", "workers: %d" % workers,
              HEALTH % ("true" if metrics else "false", "true" if models else "false"),
+             "breaker:", "  threshold: 3", "  timeout: 1s",
              "admin:", "  address: 127.0.0.1:%d" % aport,
              "pools:", "  llm:", "    strategy: model", "    backends:"]
     for name, s, ms in backends:
@@ -146,8 +147,9 @@ def test_llmprobe_metrics_failure_is_counted_not_a_verdict(env):
     assert _val(p, "routerd_backend_waiting", backend="a") is None, "a stale figure is shown"
     assert _val(p, "routerd_backend_waiting", backend="b") == 0, p
     assert _val(p, "routerd_backend_metrics_fresh", backend="b") == 1, p
+    # stale 300 ms after the last good read: two or three failed reads, at 90-110 ms each
     errs = _val(p, "routerd_backend_metrics_errors_total", backend="a")
-    assert errs >= 3, p
+    assert errs >= 2, errs
     # a is still up and still takes its share
     assert _val(p, "routerd_backend_health", backend="a", state="down") == 0, p
     assert _spread(r, (a, b), "m1", 10) == [5, 5]
@@ -222,3 +224,40 @@ def test_llmprobe_models_read_failure_keeps_the_pairs(env):
     _until("a models read to fail", lambda: "a models not read" in r.output())
     time.sleep(0.8)                         # four more failed reads
     assert _val(_prom(r), "routerd_backend_model_listed", backend="a", model="m1") == 1
+
+
+# The workers' per-(backend, model) counters (shm_pair requests/done/fails/consec_fails) come
+# from a parallel branch; until they are in the tree nothing feeds the pair breakers.
+PAIR_COUNTERS = False
+
+
+def test_llmprobe_pair_breaker_takes_out_one_model(env):
+    if not PAIR_COUNTERS:
+        env.skip("the workers do not write the pair counters in this tree yet")
+    a = sim(env, "--model", "m1", "--model", "m2")
+    b = sim(env, "--model", "m1", "--model", "m2")
+    r = _router(env, [("a", a, ["m1", "m2"]), ("b", b, ["m1", "m2"])], metrics=False,
+                models=False)
+    fault(a.port, "500-model:m1")           # m1 broken on a, a's m2 fine
+    # after each m1 request two for m2, one of which round robin sends to a: a's own run of
+    # failures never reaches breaker.threshold (m2 succeeds there), its m1 pair's does
+    for _ in range(60):
+        _chat(r.port, "m1")
+        _chat(r.port, "m2")
+        _chat(r.port, "m2")
+        if "a model m1 breaker open" in r.output():
+            break
+    assert "a model m1 breaker open" in r.output(), r.output()[-2000:]
+    p = _prom(r)
+    assert _val(p, "routerd_backend_model_breaker_open", backend="a", model="m1") == 1, p
+    assert _val(p, "routerd_backend_model_breaker_open", backend="a", model="m2") == 0, p
+    assert _val(p, "routerd_backend_breaker_state", backend="a", state="closed") == 1, p
+    assert _spread(r, (a, b), "m1", 10) == [0, 10]
+    assert _spread(r, (a, b), "m2", 10) == [5, 5]
+    assert _models(r) == ["m1", "m2"]
+    # mended: after breaker.timeout the next m1 request is a trial on a, and closes it
+    fault(a.port, "clear")
+    time.sleep(1.2)
+    _spread(r, (a, b), "m1", 4)
+    _until("a's m1 breaker closed", lambda: "a model m1 breaker closed" in r.output())
+    assert _val(_prom(r), "routerd_backend_model_breaker_open", backend="a", model="m1") == 0
