@@ -3,6 +3,8 @@ against simulated vLLM servers (tests/vllmsim): load figures in routerd's /metri
 the backend's, a failing /metrics that is only counted, models taken out per backend."""
 import json
 import re
+import shutil
+import subprocess
 import threading
 import time
 
@@ -192,6 +194,17 @@ def test_llmprobe_model_dropped_on_one_backend(env):
     assert _spread(r, (a, b), "m2", 10) == [5, 5]
     assert _models(r) == ["m1", "m2"]
     assert "a model m1 missing from its /v1/models" in r.output()
+    # the new families are well-formed exposition
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: run packaging/build-deps.sh"
+    st, _, data = request(r.admin, "GET", "/metrics")
+    chk = subprocess.run([promtool, "check", "metrics"], input=data, capture_output=True)
+    assert chk.returncode == 0, (chk.stdout + chk.stderr).decode()
+    for fam in ("routerd_backend_waiting", "routerd_backend_running",
+                "routerd_backend_kv_cache_usage", "routerd_backend_metrics_fresh",
+                "routerd_backend_metrics_reads_total", "routerd_backend_metrics_errors_total",
+                "routerd_backend_model_listed", "routerd_backend_model_breaker_open"):
+        assert ("# TYPE %s " % fam).encode() in data, fam
 
     # gone from both: the proxy no longer lists it and answers as for an unknown model
     fault(b.port, "drop-model:m1")
