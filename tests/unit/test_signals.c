@@ -6,6 +6,7 @@
 
 #include "prober/pairbrk.h"
 #include "prober/signals.h"
+#include "shm/table.h"
 
 static int
 prom(const char *text, struct signals_load *ld, const char **why)
@@ -275,4 +276,19 @@ Test(pairbrk, a_stale_run_is_not_held_twice)
 	in.consec = 5;
 	cr_assert_eq(pairbrk_step(&b, &pb_conf, &in, NULL), 1);
 	cr_assert_eq(b.state, SHM_BREAKER_OPEN);
+}
+
+Test(shm, metrics_fresh_for_three_intervals)
+{
+	static struct shm_slot	s;
+
+	cr_assert_eq(shm_metrics_fresh(&s, 1000, 100), 0, "never read");
+	atomic_store(&s.m_ms, 1000);
+	cr_assert_eq(shm_metrics_fresh(&s, 1000, 100), 1);
+	cr_assert_eq(shm_metrics_fresh(&s, 1300, 100), 1);
+	cr_assert_eq(shm_metrics_fresh(&s, 1301, 100), 0);
+	cr_assert_eq(shm_metrics_fresh(&s, 900, 100), 1, "a clock behind the prober's");
+	atomic_store(&s.models_down, 0x1);
+	atomic_store(&s.models_open, 0x4);
+	cr_assert_eq(shm_models_out(&s), 0x5);
 }
