@@ -106,6 +106,7 @@ UNIT_LINK_ctl	= ctl lib
 UNIT_LINK_manpage	= conf lib
 UNIT_LINK_breaker	= prober shm conf lib
 UNIT_LINK_prober	= prober shm conf lib
+UNIT_LINK_signals	= prober shm conf lib
 ALL_MODS	= lib conf shm worker prober syncer master
 
 .SECONDEXPANSION:
@@ -173,6 +174,7 @@ fuzzobjs = $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out master/main.c ctl/routerctl
 FUZZ_LINK_conf	= conf lib
 FUZZ_LINK_http	= worker/http.c
 FUZZ_LINK_jscan	= worker/jscan.c
+FUZZ_LINK_prom	= prober/signals.c
 FUZZ_MAXLEN_conf	= 8192
 FUZZ_MAXLEN_registry	= 16384
 FUZZ_MAXLEN_http	= 8192

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,12 +67,49 @@ check_on_message_complete(llhttp_t *p)
 	return HPE_PAUSED;	/* nothing after it matters: stop parsing */
 }
 
+/*
+ * Keep the body when asked to, growing the buffer by doubling up to
+ * bodymax.  Past it, or out of memory, the parse stops (a user error
+ * for llhttp) and check_read() says why.
+ */
+static int
+check_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct check	*ck = p->data;
+	size_t		 cap;
+	char		*nb;
+
+	if (ck->bodymax == 0 || p->status_code < 200)
+		return 0;
+	if (len > ck->bodymax - ck->bodylen) {
+		ck->bodyover = 1;
+		return -1;
+	}
+	if (ck->bodylen + len > ck->bodycap) {
+		cap = ck->bodycap ? ck->bodycap : 4096;
+		while (cap < ck->bodylen + len)
+			cap *= 2;
+		if (cap > ck->bodymax)
+			cap = ck->bodymax;
+		if ((nb = realloc(ck->body, cap)) == NULL) {
+			ck->bodyover = 2;
+			return -1;
+		}
+		ck->body = nb;
+		ck->bodycap = cap;
+	}
+	memcpy(ck->body + ck->bodylen, at, len);
+	ck->bodylen += len;
+	return 0;
+}
+
 void
 check_init(struct check *ck, check_done_cb done, void *arg)
 {
 	if (!check_settings_ready) {
 		llhttp_settings_init(&check_settings);
 		check_settings.on_headers_complete = check_on_headers_complete;
+		check_settings.on_body = check_on_body;
 		check_settings.on_message_complete = check_on_message_complete;
 		check_settings_ready = 1;
 	}
@@ -147,8 +185,9 @@ check_timeout(struct ev_loop *l, struct ev_timer *t)
 
 /*
  * Read what there is.  Returns 1 when the check finished (the callback
- * ran), 0 when it must wait for more.  The body is parsed and dropped:
- * its size is bounded by the check's timeout, not by a buffer.
+ * ran), 0 when it must wait for more.  The body is parsed and dropped,
+ * its size bounded by the check's timeout, unless the target asked to
+ * keep it (body_max): then check_on_body() bounds it.
  */
 static int
 check_read(struct ev_loop *l, struct check *ck)
@@ -181,6 +220,16 @@ check_read(struct ev_loop *l, struct check *ck)
 		err = llhttp_execute(&ck->parser, buf, (size_t)n);
 		if (ck->complete) {
 			check_answered(l, ck);
+			return 1;
+		}
+		if (err != HPE_OK && ck->bodyover) {
+			if (ck->bodyover == 2) {
+				check_finish(l, ck, -1, "no memory for the response body");
+				return 1;
+			}
+			snprintf(why, sizeof(why), "response body over %zu bytes",
+			    ck->bodymax);
+			check_finish(l, ck, 0, why);
 			return 1;
 		}
 		if (err != HPE_OK) {
@@ -303,6 +352,9 @@ check_start(struct ev_loop *l, struct check *ck, const struct check_target *t)
 	ck->failed[0] = '\0';
 	ck->local = 0;
 	ck->reqoff = 0;
+	ck->bodylen = 0;
+	ck->bodymax = t->body_max;
+	ck->bodyover = 0;
 	ck->timeout_ms = t->timeout_ms;
 	ck->t0_us = check_now_us();
 	ck->timer.cb = check_timeout;
@@ -352,4 +404,7 @@ check_cancel(struct ev_loop *l, struct check *ck)
 {
 	if (ck->running)
 		check_stop(l, ck);
+	free(ck->body);
+	ck->body = NULL;
+	ck->bodylen = ck->bodycap = 0;
 }

@@ -25,6 +25,7 @@ struct check_target {
 	char			 path[SHM_PATH_MAX];		/* CHECK_HTTP */
 	char			 model[SHM_NAME_MAX];	/* CHECK_LLM; "" = GET /v1/models */
 	int			 timeout_ms;
+	size_t			 body_max;	/* keep the body, up to this many bytes; 0: drop it */
 };
 
 #define CHECK_WHY_MAX	128
@@ -39,7 +40,10 @@ struct check;
  * memory), which says nothing about the backend; latency_us runs from
  * the start to the end of the answer; why is a short reason for a bad
  * one ("connection refused", "status 503").  The check is idle again when
- * this runs, so the callback may start the next one.
+ * this runs, so the callback may start the next one.  With a body_max,
+ * a good check's response body (de-chunked) is in body[0..bodylen),
+ * valid until the next check_start() or check_cancel(); a body larger
+ * than body_max makes the check bad.
  */
 typedef void	(*check_done_cb)(struct check *, int ok, uint32_t latency_us,
 		    const char *why);
@@ -62,6 +66,9 @@ struct check {
 	char		 req[CHECK_REQ_MAX];
 	size_t		 reqlen, reqoff;
 	uint64_t	 t0_us;
+	char		*body;		/* kept between checks; check_cancel() frees it */
+	size_t		 bodylen, bodycap, bodymax;
+	int		 bodyover;	/* the body passed bodymax (or no memory for it) */
 };
 
 void	 check_init(struct check *, check_done_cb, void *arg);
@@ -74,7 +81,10 @@ void	 check_init(struct check *, check_done_cb, void *arg);
  */
 int	 check_start(struct ev_loop *l, struct check *, const struct check_target *t);
 
-/* Abandon a running check without a result (the backend left the table). */
+/*
+ * Abandon a running check without a result (the backend left the table)
+ * and free the body buffer; the check may be started again.
+ */
 void	 check_cancel(struct ev_loop *l, struct check *);
 
 #endif

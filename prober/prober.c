@@ -20,7 +20,12 @@
 #include "prober/breaker.h"
 #include "prober/check.h"
 #include "prober/health.h"
+#include "prober/pairbrk.h"
 #include "prober/prober.h"
+#include "prober/signals.h"
+
+/* The pair breakers are polled this often (every tenth breaker tick). */
+#define PAIRBRK_POLL_MS		100
 
 struct prober;
 
@@ -40,6 +45,21 @@ struct pslot {
 	struct ev_timer	 next;		/* the next check */
 	uint64_t	 started;	/* monotonic ms the last check started */
 	int		 unchecked;	/* said once that we could not check it */
+
+	/* health.metrics: GET health.metrics_path, at health.metrics_interval */
+	struct check	 mck;
+	struct ev_timer	 mnext;
+	uint64_t	 mstarted;
+	int		 mfailing;	/* said that the reads fail; say when they work */
+	/* health.models: GET /v1/models, at health.interval */
+	struct check	 vck;
+	struct ev_timer	 vnext;
+	uint64_t	 vstarted;
+	int		 vfailing;
+	/* the (backend, model) pairs' breakers, d.models[i] in pb[i] */
+	struct pairbrk	 pb[SHM_SLOT_MODELS];
+	uint32_t	 pb_n;		/* pairs set up, for d.models as in pb_models */
+	uint32_t	 pb_models[SHM_SLOT_MODELS];
 };
 
 struct prober {
@@ -55,6 +75,7 @@ struct prober {
 	struct breaker_stripe stripes[SHM_WORKERS_MAX];	/* scratch */
 	uint32_t	 verbose;
 	uint64_t	 rng;
+	uint32_t	 ticks;
 	int		 stop;
 };
 
@@ -88,6 +109,18 @@ prober_slot_of_timer(struct ev_timer *t)
 	return (struct pslot *)((char *)t - offsetof(struct pslot, next));
 }
 
+static struct pslot *
+prober_slot_of_mtimer(struct ev_timer *t)
+{
+	return (struct pslot *)((char *)t - offsetof(struct pslot, mnext));
+}
+
+static struct pslot *
+prober_slot_of_vtimer(struct ev_timer *t)
+{
+	return (struct pslot *)((char *)t - offsetof(struct pslot, vnext));
+}
+
 /* A slot's prober words as for a backend nobody has checked yet. */
 static void
 prober_words_reset(struct shm_hdr *h, uint32_t i)
@@ -106,6 +139,16 @@ prober_words_reset(struct shm_hdr *h, uint32_t i)
 	atomic_store_explicit(&s->last_check_ms, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->last_change_ms, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->breaker_change_ms, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->m_ms, 0, memory_order_release);
+	atomic_store_explicit(&s->m_waiting, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->m_running, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->m_kv_ppm, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->m_fails, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->m_reads, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->m_errors, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->models_down, 0, memory_order_release);
+	atomic_store_explicit(&s->models_open, 0, memory_order_release);
+	atomic_store_explicit(&s->models_ms, 0, memory_order_relaxed);
 	shm_prober_note(h, i);
 }
 
@@ -209,13 +252,150 @@ prober_breakers(struct prober *p)
 }
 
 /*
- * Build the check target of a slot: its address (or the babysitter's at
- * port + port_offset), its own health path or the global one, its first
- * model.  0, or -1 with why when the backend cannot be checked at all.
+ * A pair's counters summed over the stripes of the workers that started.
+ * Not shm_pair_sum(): it reads every field of every worker's stripe, and
+ * the pairs stay sparse in the table (shm_create()); the three words a
+ * breaker needs share the stripe's first cache line.
+ */
+static void
+prober_pair_in(struct prober *p, uint32_t slot, uint32_t pair,
+    struct pairbrk_in *in)
+{
+	struct shm_hdr	*h = p->h;
+	uint32_t	 w, nw = h->max_workers;
+
+	if (nw > SHM_WORKERS_MAX)
+		nw = SHM_WORKERS_MAX;
+	memset(in, 0, sizeof(*in));
+	for (w = 0; w < nw; w++) {
+		struct shm_pair	*sp;
+
+		if (atomic_load_explicit(&h->workers[w].started_ms,
+		    memory_order_relaxed) == 0)
+			continue;
+		sp = shm_pair(h, w, slot, pair);
+		in->done += atomic_load_explicit(&sp->done, memory_order_relaxed);
+		in->fails += atomic_load_explicit(&sp->fails, memory_order_relaxed);
+		in->consec += atomic_load_explicit(&sp->consec_fails,
+		    memory_order_relaxed);
+	}
+	in->now = p->loop.now;
+}
+
+static const char *
+prober_model_of(struct prober *p, const struct pslot *ps, uint32_t i,
+    char *buf, size_t len)
+{
+	if (i >= ps->d.nmodels || shm_model_name(p->h, ps->d.models[i], buf,
+	    len) == -1)
+		snprintf(buf, len, "#%u", i);
+	return buf;
+}
+
+/*
+ * Follow a change of the slot's models (bit i of models_down and
+ * models_open, and pair i's counters, go with d.models[i]): a model that
+ * stays keeps its bits and its breaker, one that moved to another
+ * position starts a new baseline there, a new one starts closed and
+ * listed.  adopt: a restarted prober's first look at a backend the table
+ * already knew, whose bits are taken as they are.
+ */
+static void
+prober_pairs_sync(struct prober *p, struct pslot *ps, int adopt)
+{
+	struct shm_slot		*s = shm_slot(p->h, ps->idx);
+	struct pairbrk		 pb[SHM_SLOT_MODELS];
+	struct pairbrk_in	 in;
+	uint32_t		 down, open, ndown = 0, nopen = 0, i, j, n;
+
+	n = ps->d.nmodels > SHM_SLOT_MODELS ? SHM_SLOT_MODELS : ps->d.nmodels;
+	if (n == ps->pb_n && memcmp(ps->pb_models, ps->d.models,
+	    n * sizeof(ps->d.models[0])) == 0)
+		return;
+	down = atomic_load_explicit(&s->models_down, memory_order_relaxed);
+	open = atomic_load_explicit(&s->models_open, memory_order_relaxed);
+	for (j = 0; j < n; j++) {
+		prober_pair_in(p, ps->idx, j, &in);
+		if (adopt && ps->pb_n == 0) {
+			pairbrk_init(&pb[j], &in, (open >> j) & 1);
+			ndown |= down & (1u << j);
+			nopen |= open & (1u << j);
+			continue;
+		}
+		for (i = 0; i < ps->pb_n; i++)
+			if (ps->pb_models[i] == ps->d.models[j])
+				break;
+		if (i == ps->pb_n) {
+			pairbrk_init(&pb[j], &in, 0);
+			continue;
+		}
+		ndown |= ((down >> i) & 1) << j;
+		nopen |= ((open >> i) & 1) << j;
+		if (i == j)
+			pb[j] = ps->pb[i];
+		else
+			pairbrk_init(&pb[j], &in, ps->pb[i].state == SHM_BREAKER_OPEN);
+	}
+	memcpy(ps->pb, pb, sizeof(pb));
+	memcpy(ps->pb_models, ps->d.models, n * sizeof(ps->d.models[0]));
+	ps->pb_n = n;
+	if (ndown != down || nopen != open) {
+		atomic_store_explicit(&s->models_down, ndown, memory_order_release);
+		atomic_store_explicit(&s->models_open, nopen, memory_order_release);
+		shm_prober_note(p->h, ps->idx);
+	}
+}
+
+/* One poll of every pair breaker; models_open follows their states. */
+static void
+prober_pairs(struct prober *p)
+{
+	struct pairbrk_in	 in;
+	const char		*why;
+	char			 name[SHM_NAME_MAX];
+	uint32_t		 i, k, open, nopen;
+
+	for (i = 0; i < p->n; i++) {
+		struct pslot	*ps = &p->s[i];
+		struct shm_slot	*s = shm_slot(p->h, i);
+
+		if (!ps->inuse || ps->pb_n == 0)
+			continue;
+		open = nopen = atomic_load_explicit(&s->models_open,
+		    memory_order_relaxed);
+		for (k = 0; k < ps->pb_n; k++) {
+			prober_pair_in(p, i, k, &in);
+			if (!pairbrk_step(&ps->pb[k], &p->bc, &in, &why))
+				continue;
+			prober_model_of(p, ps, k, name, sizeof(name));
+			if (ps->pb[k].state == SHM_BREAKER_OPEN) {
+				nopen |= 1u << k;
+				log_warnx("prober: %s model %s breaker open: %s",
+				    ps->d.name, name, why);
+			} else {
+				nopen &= ~(1u << k);
+				log_info("prober: %s model %s breaker %s: %s",
+				    ps->d.name, name,
+				    breaker_state_name(ps->pb[k].state), why);
+			}
+		}
+		if (nopen != open) {
+			atomic_store_explicit(&s->models_open, nopen,
+			    memory_order_release);
+			shm_prober_note(p->h, i);
+		}
+	}
+}
+
+/*
+ * Build the check target of a slot: its address (or, offset != 0, the
+ * babysitter's at port + port_offset), its own health path or the global
+ * one, its first model.  0, or -1 with why when the backend cannot be
+ * checked at all.
  */
 static int
 prober_target(struct prober *p, struct pslot *ps, struct check_target *t,
-    char *why, size_t whylen)
+    char *why, size_t whylen, int offset)
 {
 	const struct conf	*cf = p->cf;
 	const char		*colon;
@@ -242,7 +422,7 @@ prober_target(struct prober *p, struct pslot *ps, struct check_target *t,
 		snprintf(why, whylen, "address family %d", t->ss.ss_family);
 		return -1;
 	}
-	port = ntohs(*portp) + (unsigned)cf->health.port_offset;
+	port = ntohs(*portp) + (offset ? (unsigned)cf->health.port_offset : 0);
 	if (port > 65535) {
 		snprintf(why, whylen, "port %u out of range", port);
 		return -1;
@@ -349,12 +529,173 @@ prober_check_due(struct ev_loop *l, struct ev_timer *t)
 	if (!ps->inuse || ps->ck.running)
 		return;
 	ps->started = l->now;
-	if (prober_target(ps->p, ps, &tg, why, sizeof(why)) == -1) {
+	if (prober_target(ps->p, ps, &tg, why, sizeof(why), 1) == -1) {
 		/* a descriptor we cannot reach counts as a failed check */
 		prober_result(ps, 0, 0, why);
 		return;
 	}
 	check_start(l, &ps->ck, &tg);
+}
+
+/*
+ * health.metrics: one /metrics read ended.  A good one publishes the
+ * figures, then m_ms (release: a reader that sees the new time sees
+ * figures at least that new); a bad one counts and leaves m_ms, so the
+ * figures go stale by themselves.  Never a health verdict: the signals
+ * are advice, and a backend whose /metrics fails may serve well.
+ */
+static void
+prober_metrics_result(struct pslot *ps, int ok, const char *why)
+{
+	struct prober		*p = ps->p;
+	struct shm_slot		*s = shm_slot(p->h, ps->idx);
+	struct signals_load	 ld;
+	uint64_t		 iv, took;
+
+	if (ok < 0) {
+		log_debug("prober: %s metrics not read: %s", ps->d.name, why);
+		goto next;
+	}
+	if (ok && signals_prom_parse(ps->mck.body, ps->mck.bodylen, &ld,
+	    &why) == 0) {
+		atomic_store_explicit(&s->m_waiting, ld.waiting, memory_order_relaxed);
+		atomic_store_explicit(&s->m_running, ld.running, memory_order_relaxed);
+		atomic_store_explicit(&s->m_kv_ppm, ld.kv_ppm, memory_order_relaxed);
+		atomic_store_explicit(&s->m_fails, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->m_reads, atomic_load_explicit(&s->m_reads,
+		    memory_order_relaxed) + 1, memory_order_relaxed);
+		atomic_store_explicit(&s->m_ms, shm_now_ms(), memory_order_release);
+		if (ps->mfailing)
+			log_info("prober: %s metrics read again", ps->d.name);
+		ps->mfailing = 0;
+	} else {
+		atomic_store_explicit(&s->m_errors, atomic_load_explicit(&s->m_errors,
+		    memory_order_relaxed) + 1, memory_order_relaxed);
+		atomic_store_explicit(&s->m_fails, atomic_load_explicit(&s->m_fails,
+		    memory_order_relaxed) + 1, memory_order_relaxed);
+		if (!ps->mfailing)
+			log_info("prober: %s metrics not read: %s", ps->d.name, why);
+		else
+			log_debug("prober: %s metrics not read: %s", ps->d.name, why);
+		ps->mfailing = 1;
+	}
+next:
+	iv = prober_jitter(p, (uint64_t)p->cf->health.metrics_interval_ms);
+	took = p->loop.now - ps->mstarted;
+	ev_timer_after(&p->loop, &ps->mnext, iv > took ? iv - took : 0);
+}
+
+/*
+ * health.models: one /v1/models read ended.  A good one sets bit i of
+ * models_down for each d.models[i] the list lacks; a bad one leaves the
+ * bits as they were (a backend that cannot list its models for a moment
+ * has not lost them) and judges nothing.
+ */
+static void
+prober_models_result(struct pslot *ps, int ok, const char *why)
+{
+	struct prober	*p = ps->p;
+	struct shm_slot	*s = shm_slot(p->h, ps->idx);
+	char		 names[SHM_SLOT_MODELS][SHM_NAME_MAX];
+	uint32_t	 i, n = ps->pb_n, down, old, diff;
+	uint64_t	 iv, took;
+
+	if (ok < 0) {
+		log_debug("prober: %s models not read: %s", ps->d.name, why);
+		goto next;
+	}
+	for (i = 0; i < n; i++)
+		if (shm_model_name(p->h, ps->pb_models[i], names[i],
+		    sizeof(names[i])) == -1)
+			names[i][0] = '\0';
+	if (ok && signals_models_parse(ps->vck.body, ps->vck.bodylen,
+	    (const char (*)[SHM_NAME_MAX])names, n, &down) == 0) {
+		old = atomic_load_explicit(&s->models_down, memory_order_relaxed);
+		if ((diff = old ^ down) != 0) {
+			atomic_store_explicit(&s->models_down, down,
+			    memory_order_release);
+			shm_prober_note(p->h, ps->idx);
+			for (i = 0; i < n; i++)
+				if (diff & (1u << i))
+					log_info("prober: %s model %s %s", ps->d.name,
+					    names[i], (down & (1u << i)) ?
+					    "missing from its /v1/models: out" :
+					    "listed again");
+		}
+		atomic_store_explicit(&s->models_ms, shm_now_ms(),
+		    memory_order_relaxed);
+		if (ps->vfailing)
+			log_info("prober: %s models read again", ps->d.name);
+		ps->vfailing = 0;
+	} else {
+		if (ok)
+			why = "not a model list";
+		if (!ps->vfailing)
+			log_info("prober: %s models not read: %s", ps->d.name, why);
+		else
+			log_debug("prober: %s models not read: %s", ps->d.name, why);
+		ps->vfailing = 1;
+	}
+next:
+	iv = prober_jitter(p, (uint64_t)p->cf->health.interval_ms);
+	took = p->loop.now - ps->vstarted;
+	ev_timer_after(&p->loop, &ps->vnext, iv > took ? iv - took : 0);
+}
+
+static void
+prober_metrics_done(struct check *ck, int ok, uint32_t lat_us, const char *why)
+{
+	prober_metrics_result(ck->arg, ok, why);
+}
+
+static void
+prober_models_done(struct check *ck, int ok, uint32_t lat_us, const char *why)
+{
+	prober_models_result(ck->arg, ok, why);
+}
+
+/* Start a GET of path on the backend's own port (no port_offset), keeping the body. */
+static void
+prober_read_start(struct pslot *ps, struct check *ck, const char *path)
+{
+	struct check_target	 tg;
+	char			 why[CHECK_WHY_MAX];
+
+	if (prober_target(ps->p, ps, &tg, why, sizeof(why), 0) == -1) {
+		ck->done(ck, 0, 0, why);
+		return;
+	}
+	tg.kind = CHECK_HTTP;
+	strlcpy(tg.path, path, sizeof(tg.path));
+	tg.body_max = SIGNALS_BODY_MAX;
+	check_start(&ps->p->loop, ck, &tg);
+}
+
+static void
+prober_metrics_due(struct ev_loop *l, struct ev_timer *t)
+{
+	struct pslot	*ps = prober_slot_of_mtimer(t);
+
+	if (!ps->inuse || ps->mck.running)
+		return;
+	ps->mstarted = l->now;
+	prober_read_start(ps, &ps->mck, ps->p->cf->health.metrics_path);
+}
+
+static void
+prober_models_due(struct ev_loop *l, struct ev_timer *t)
+{
+	struct pslot	*ps = prober_slot_of_vtimer(t);
+
+	if (!ps->inuse || ps->vck.running)
+		return;
+	ps->vstarted = l->now;
+	if (ps->pb_n == 0) {
+		/* no model declared: nothing to take out; look again later */
+		ev_timer_after(l, &ps->vnext, (uint64_t)ps->p->cf->health.interval_ms);
+		return;
+	}
+	prober_read_start(ps, &ps->vck, "/v1/models");
 }
 
 static void
@@ -373,11 +714,21 @@ prober_slot_stop(struct prober *p, struct pslot *ps)
 		/* first use: set up here, so unused slots cost no memory */
 		check_init(&ps->ck, prober_check_done, ps);
 		ev_timer_init(&ps->next, prober_check_due);
+		check_init(&ps->mck, prober_metrics_done, ps);
+		ev_timer_init(&ps->mnext, prober_metrics_due);
+		check_init(&ps->vck, prober_models_done, ps);
+		ev_timer_init(&ps->vnext, prober_models_due);
 		ps->ready = 1;
 	}
 	check_cancel(&p->loop, &ps->ck);
 	ev_timer_stop(&p->loop, &ps->next);
+	check_cancel(&p->loop, &ps->mck);
+	ev_timer_stop(&p->loop, &ps->mnext);
+	check_cancel(&p->loop, &ps->vck);
+	ev_timer_stop(&p->loop, &ps->vnext);
 	ps->inuse = 0;
+	ps->mfailing = ps->vfailing = 0;
+	ps->pb_n = 0;
 }
 
 /*
@@ -394,6 +745,7 @@ prober_slot_new(struct prober *p, struct pslot *ps, const struct shm_desc *d)
 	struct breaker_in	 in;
 	uint64_t		 checked, changed, now_real, age;
 	uint32_t		 state;
+	int			 adopt = 0;
 
 	prober_slot_stop(p, ps);
 	ps->inuse = 1;
@@ -424,7 +776,16 @@ prober_slot_new(struct prober *p, struct pslot *ps, const struct shm_desc *d)
 		    &in, state != SHM_BREAKER_CLOSED);
 		log_debug("prober: %s: kept health %u, breaker %s", d->name,
 		    ps->hs.state, breaker_state_name(state));
+		adopt = 1;
 	}
+	prober_pairs_sync(p, ps, adopt);
+	/* load signals and model lists are read whatever health.type says */
+	if (p->cf->health.metrics)
+		ev_timer_after(&p->loop, &ps->mnext, prober_rand(p) %
+		    ((uint64_t)p->cf->health.metrics_interval_ms / 10 + 1));
+	if (p->cf->health.models)
+		ev_timer_after(&p->loop, &ps->vnext, prober_rand(p) %
+		    ((uint64_t)p->cf->health.interval_ms / 10 + 1));
 	if (p->cf->health.type == HEALTH_NONE) {
 		/* no checks: nothing may hold a backend down that no check will raise */
 		memset(&ps->hs, 0, sizeof(ps->hs));
@@ -470,6 +831,7 @@ prober_refresh(struct prober *p)
 			/* the same backend, maybe at a new address or with new models */
 			ps->d = d;
 			prober_slot_model(p, ps);
+			prober_pairs_sync(p, ps, 0);
 			continue;
 		}
 		prober_slot_new(p, ps, &d);
@@ -492,6 +854,8 @@ prober_tick(struct ev_loop *l, struct ev_timer *t)
 		log_setverbose((int)v);
 	}
 	prober_breakers(p);
+	if (++p->ticks % (PAIRBRK_POLL_MS / BREAKER_POLL_MS) == 0)
+		prober_pairs(p);
 	ev_timer_after(l, t, BREAKER_POLL_MS);
 }
 
@@ -582,8 +946,11 @@ prober_main(struct conf *cf, struct shm_hdr *shm, int master_fd)
 			fatal("prober: epoll_wait");
 	}
 	for (i = 0; i < p.n; i++)
-		if (p.s[i].ready)
+		if (p.s[i].ready) {
 			check_cancel(&p.loop, &p.s[i].ck);
+			check_cancel(&p.loop, &p.s[i].mck);
+			check_cancel(&p.loop, &p.s[i].vck);
+		}
 	free(p.s);
 	close(sig.io.fd);
 	ev_close(&p.loop);

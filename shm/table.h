@@ -144,6 +144,31 @@ shm_prober_note(struct shm_hdr *h, uint32_t slot)
 	atomic_store_explicit(&l->head, pos + 1, memory_order_release);
 }
 
+/*
+ * Anyone: 1 when a slot's load signals (m_*) are fresh, read by the
+ * prober no longer than three interval_ms (health.metrics_interval) ago;
+ * 0 when there are none or they are stale, and must not be used.  A
+ * time ahead of now_ms (another process's clock read) counts as fresh.
+ */
+static inline int
+shm_metrics_fresh(const struct shm_slot *s, uint64_t now_ms, uint64_t interval_ms)
+{
+	uint64_t	ms = atomic_load_explicit(&s->m_ms, memory_order_acquire);
+
+	return ms != 0 && (now_ms <= ms || now_ms - ms <= 3 * interval_ms);
+}
+
+/*
+ * Anyone: the slot's (backend, model) pairs that are out, bit i for
+ * d.models[i]: missing from its /v1/models, or the pair's breaker open.
+ */
+static inline uint32_t
+shm_models_out(const struct shm_slot *s)
+{
+	return atomic_load_explicit(&s->models_down, memory_order_acquire) |
+	    atomic_load_explicit(&s->models_open, memory_order_acquire);
+}
+
 /* Sum of in-flight requests at a slot over every worker's stripe. */
 int64_t	 shm_inflight(struct shm_hdr *, uint32_t slot);
 

@@ -102,16 +102,22 @@ balance_excluded(const struct bal_req *r, uint32_t slot)
 	return 0;
 }
 
+/*
+ * 1 when the backend in slot serves model (-1: any): it declares it, and
+ * the prober has not taken that (backend, model) pair out (bit i of its
+ * models_down | models_open, for models[i] == model).
+ */
 static int
-balance_serves(const struct wbe *b, int model)
+balance_serves(const struct wview *v, uint32_t slot, int model)
 {
-	uint32_t	i;
+	const struct wbe	*b = &v->be[slot];
+	uint32_t		 i;
 
 	if (model < 0)
 		return 1;
 	for (i = 0; i < b->nmodels; i++)
 		if (b->models[i] == (uint32_t)model)
-			return 1;
+			return !((shm_models_out(shm_slot(v->shm, slot)) >> i) & 1);
 	return 0;
 }
 
@@ -122,7 +128,7 @@ balance_pool_has_model(const struct wview *v, uint32_t pool, int model)
 	size_t			 i;
 
 	for (i = 0; i < p->n; i++)
-		if (balance_serves(&v->be[p->idx[i]], model))
+		if (balance_serves(v, p->idx[i], model))
 			return 1;
 	return 0;
 }
@@ -152,7 +158,7 @@ balance_ok(struct wview *v, uint32_t slot, const struct bal_filter *f)
 		return 0;
 	if (f->local && strcmp(b->region, v->region) != 0)
 		return 0;
-	if (!balance_serves(b, f->req->model))
+	if (!balance_serves(v, slot, f->req->model))
 		return 0;
 	if (f->req->nexclude && balance_excluded(f->req, slot))
 		return 0;

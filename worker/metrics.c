@@ -193,6 +193,115 @@ static const char *const prom_codes[6] = {
 	"other", "1xx", "2xx", "3xx", "4xx", "5xx"
 };
 
+/*
+ * The prober's view of each backend's own state (health.metrics,
+ * health.models, the pair breakers).  The load figures appear only while
+ * fresh (shm_metrics_fresh()); routerd_backend_metrics_fresh says which.
+ */
+static void
+prom_backend_signals(struct worker *w, FILE *f, const struct admin_be *v,
+    size_t n)
+{
+	struct shm_hdr		*h = w->shm;
+	const struct conf	*cf = w->conf;
+	uint64_t		 now = shm_now_ms();
+	uint64_t		 iv = (uint64_t)cf->health.metrics_interval_ms;
+	char			 lbl[SHM_NAME_MAX * 2 + 16], name[SHM_NAME_MAX];
+	const char		*p;
+	size_t			 i, k, o;
+
+	if (cf->health.metrics) {
+		prom_family(f, "routerd_backend_metrics_fresh", "gauge",
+		    "1 while the backend's load figures from its /metrics are "
+		    "fresh (read within three health.metrics_interval).");
+		for (i = 0; i < n; i++) {
+			prom_be(f, "routerd_backend_metrics_fresh", &v[i], NULL);
+			fprintf(f, "%d\n", shm_metrics_fresh(shm_slot(h, v[i].slot),
+			    now, iv));
+		}
+		prom_family(f, "routerd_backend_waiting", "gauge",
+		    "Requests waiting at the backend (vllm:num_requests_waiting); "
+		    "only while fresh.");
+		for (i = 0; i < n; i++)
+			if (shm_metrics_fresh(shm_slot(h, v[i].slot), now, iv)) {
+				prom_be(f, "routerd_backend_waiting", &v[i], NULL);
+				fprintf(f, "%u\n", atomic_load_explicit(
+				    &shm_slot(h, v[i].slot)->m_waiting,
+				    memory_order_relaxed));
+			}
+		prom_family(f, "routerd_backend_running", "gauge",
+		    "Requests running at the backend (vllm:num_requests_running); "
+		    "only while fresh.");
+		for (i = 0; i < n; i++)
+			if (shm_metrics_fresh(shm_slot(h, v[i].slot), now, iv)) {
+				prom_be(f, "routerd_backend_running", &v[i], NULL);
+				fprintf(f, "%u\n", atomic_load_explicit(
+				    &shm_slot(h, v[i].slot)->m_running,
+				    memory_order_relaxed));
+			}
+		prom_family(f, "routerd_backend_kv_cache_usage", "gauge",
+		    "KV-cache use the backend reports, 0 to 1 "
+		    "(vllm:kv_cache_usage_perc); only while fresh.");
+		for (i = 0; i < n; i++)
+			if (shm_metrics_fresh(shm_slot(h, v[i].slot), now, iv)) {
+				prom_be(f, "routerd_backend_kv_cache_usage", &v[i], NULL);
+				fprintf(f, "%.6f\n", atomic_load_explicit(
+				    &shm_slot(h, v[i].slot)->m_kv_ppm,
+				    memory_order_relaxed) / 1e6);
+			}
+		prom_family(f, "routerd_backend_metrics_reads_total", "counter",
+		    "Good reads of the backend's /metrics.");
+		for (i = 0; i < n; i++) {
+			prom_be(f, "routerd_backend_metrics_reads_total", &v[i], NULL);
+			fprintf(f, "%llu\n", (unsigned long long)atomic_load_explicit(
+			    &shm_slot(h, v[i].slot)->m_reads, memory_order_relaxed));
+		}
+		prom_family(f, "routerd_backend_metrics_errors_total", "counter",
+		    "Failed reads of the backend's /metrics (no answer, not 2xx, "
+		    "too large, or without the figures).");
+		for (i = 0; i < n; i++) {
+			prom_be(f, "routerd_backend_metrics_errors_total", &v[i], NULL);
+			fprintf(f, "%llu\n", (unsigned long long)atomic_load_explicit(
+			    &shm_slot(h, v[i].slot)->m_errors, memory_order_relaxed));
+		}
+	}
+	for (o = 0; o < 2; o++) {
+		p = o == 0 ? "routerd_backend_model_listed" :
+		    "routerd_backend_model_breaker_open";
+		if (o == 0 && !cf->health.models)
+			continue;
+		prom_family(f, p, "gauge", o == 0 ?
+		    "1 while the backend lists the model in its /v1/models "
+		    "(health.models), 0 once it does not." :
+		    "1 while the (backend, model) pair's breaker is open.");
+		for (i = 0; i < n; i++) {
+			uint32_t bits = atomic_load_explicit(o == 0 ?
+			    &shm_slot(h, v[i].slot)->models_down :
+			    &shm_slot(h, v[i].slot)->models_open,
+			    memory_order_relaxed);
+
+			for (k = 0; k < v[i].d.nmodels && k < SHM_SLOT_MODELS; k++) {
+				char	*q = lbl;
+
+				if (shm_model_name(h, v[i].d.models[k], name,
+				    sizeof(name)) == -1)
+					continue;
+				/* the name escaped as a label value wants */
+				q += snprintf(lbl, sizeof(lbl), "model=\"");
+				for (const char *c = name; *c != '\0'; c++) {
+					if (*c == '\\' || *c == '"' || *c == '\n')
+						*q++ = '\\';
+					*q++ = *c == '\n' ? 'n' : *c;
+				}
+				*q++ = '"';
+				*q = '\0';
+				prom_be(f, p, &v[i], lbl);
+				fprintf(f, "%d\n", (int)(((bits >> k) & 1) ^ (o == 0)));
+			}
+		}
+	}
+}
+
 char *
 metrics_prom(struct worker *w, size_t *lenp)
 {
@@ -275,6 +384,8 @@ metrics_prom(struct worker *w, size_t *lenp)
 		fo_ok += v[i].t.failover_ok;
 		fo_us += v[i].t.failover_us;
 	}
+
+	prom_backend_signals(w, f, v, n);
 
 	prom_family(f, "routerd_retries_total", "counter",
 	    "Further attempts after a failed one, all backends.");

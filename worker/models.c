@@ -253,8 +253,10 @@ models_declared(const struct worker *w)
 }
 
 /*
- * GET /v1/models: the union of the models of every backend that is not
- * down, in OpenAI's list format (DESIGN "Interfaces").
+ * GET /v1/models: the union of the (backend, model) pairs that are in:
+ * the models of every backend that is not down or disabled, less those
+ * the prober took out there (models_down, models_open), in OpenAI's list
+ * format (DESIGN "Interfaces").
  */
 void
 models_list(struct client *c)
@@ -278,15 +280,18 @@ models_list(struct client *c)
 	}
 	for (s = 0; s < w->shm->max_backends; s++) {
 		const struct wbe *b = &w->view.be[s];
+		uint32_t	 out;
 
 		if (!b->inuse || (b->flags & SHM_F_DISABLED) ||
 		    atomic_load_explicit(&shm_slot(w->shm, s)->health,
 		    memory_order_relaxed) == SHM_HEALTH_DOWN)
 			continue;
+		/* pairs the prober took out (not listed there, breaker open) */
+		out = shm_models_out(shm_slot(w->shm, s));
 		for (k = 0; k < b->nmodels; k++) {
 			uint32_t id = b->models[k];
 
-			if (id >= n || seen[id] ||
+			if (id >= n || seen[id] || ((out >> k) & 1) ||
 			    shm_model_name(w->shm, id, name, sizeof(name)) == -1)
 				continue;
 			seen[id] = 1;

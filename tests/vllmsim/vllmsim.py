@@ -248,9 +248,9 @@ class Faults:
             return kind, n
         if kind == "slow-metrics":
             return kind, float(arg) if arg else 5.0
-        if kind == "drop-model":
+        if kind in ("drop-model", "500-model"):
             if not arg:
-                raise ValueError("drop-model needs a NAME")
+                raise ValueError("%s needs a NAME" % kind)
             return kind, arg
         if kind in ("500", "stall", "stall-first-token", "metrics-500"):
             return kind, None
@@ -272,6 +272,18 @@ class Faults:
                     if it[2] <= 0:
                         self.items.remove(it)
                 self.fired[it[0]] += 1
+                return it[0], it[1]
+        return None
+
+    def take_model(self, kind, model):
+        """The first active fault kind:model for this model, consumed once; or None."""
+        for it in self.items:
+            if it[0] == kind and it[1] == model:
+                if it[2] is not None:
+                    it[2] -= 1
+                    if it[2] <= 0:
+                        self.items.remove(it)
+                self.fired[kind] += 1
                 return it[0], it[1]
         return None
 
@@ -483,6 +495,12 @@ class Server:
                 code=404), close)
             return keep
         self.stats["requests"] += 1
+        if self.faults.take_model("500-model", model):
+            # the model is broken here while the server and its other models work
+            self.stats["model"][model]["failed"] += 1
+            await self.send_json(writer, 500, err_body("injected failure of %s" % model,
+                                                       "InternalServerError", code=500), close)
+            return keep
         f = self.faults.take(Faults.REQUEST)
         kind = f[0] if f else None
         if kind == "500":
