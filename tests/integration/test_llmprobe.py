@@ -241,7 +241,7 @@ def test_llmprobe_models_read_failure_keeps_the_pairs(env):
 
 # The workers' per-(backend, model) counters (shm_pair requests/done/fails/consec_fails) come
 # from a parallel branch; until they are in the tree nothing feeds the pair breakers.
-PAIR_COUNTERS = False
+PAIR_COUNTERS = True
 
 
 def test_llmprobe_pair_breaker_takes_out_one_model(env):

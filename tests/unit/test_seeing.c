@@ -396,7 +396,9 @@ Test(seeing, metrics_pairs_and_pools)
 	has(s, "routerd_backend_output_tokens_total{backend=\"gpu\\\"1\",pool=\"llm\",model=\"phi3\"} 28\n");
 	has(s, "routerd_backend_cached_tokens_total{backend=\"gpu\\\"1\",pool=\"llm\",model=\"phi3\"} 200\n");
 	/* the pair without traffic (gpu"1, llama) and backend a's: no samples at all */
-	cr_assert_null(strstr(s, "model=\"llama\""));
+	cr_assert_null(strstr(s, "model=\"llama\",le="));
+	cr_assert_null(strstr(s, "routerd_backend_llm_requests_total{backend=\"gpu\\\"1\",pool=\"llm\",model=\"llama\""));
+	cr_assert_null(strstr(s, "routerd_backend_tokens_inflight{backend=\"gpu\\\"1\",pool=\"llm\",model=\"llama\""));
 	cr_assert_null(strstr(s, "routerd_backend_llm_requests_total{backend=\"a\""));
 	/* another model at gpu2 */
 	has(s, "routerd_backend_prompt_tokens_bucket{backend=\"gpu2\",pool=\"llm\",model=\"other\",le=\"2048\"} 0\n");
