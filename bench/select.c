@@ -140,6 +140,7 @@ main(int argc, char *argv[])
 		v.llm.queue_limit = 8;
 		v.llm.kv_ppm = 950000;
 		v.llm.load_factor = 125;
+		v.llm.block = 256;
 		for (i = 0; i < LLM_BACKENDS; i++)
 			v.be[i].hrw = 0x9e3779b97f4a7c15ULL * (i + 1);
 		/* fill every way with other prefixes, then note the groups' */

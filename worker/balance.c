@@ -386,7 +386,7 @@ cost_tokens(struct wview *v, uint32_t slot)
  *   tokens among those not saturated wins, so affinity holds until the
  *   load it gathers outweighs the prefill it saves (a warm backend with
  *   many more requests in flight than the others loses a request to
- *   them).  Saturated: its uncached tokens in flight would pass
+ *   them).  Saturated: its uncached tokens in flight reach
  *   llm.affinity_limit, or its own metrics (fresh) show llm.queue_limit
  *   waiting requests or llm.kv_limit KV-cache use.  When the warm ones
  *   are all saturated, the same score over the others decides.
@@ -396,8 +396,11 @@ cost_tokens(struct wview *v, uint32_t slot)
  *   with the request stays within llm.load_factor % of the mean takes it.
  * - A prompt shorter than one block has no prefix: the lowest score.
  */
-#define LLM_OUT_WEIGHT	4	/* an output token still expected, in prompt tokens */
-#define LLM_REQ_WEIGHT	256	/* a request in flight (its place in the batch or the queue) */
+#define LLM_OUT_WEIGHT	1	/* an output token still expected, in prompt tokens */
+#define LLM_REQ_WEIGHT	64	/* a request in flight (its place in the batch or the queue) */
+#define LLM_QUEUE_WEIGHT 256	/* a request the backend's metrics say waits for a place */
+#define LLM_MISS_WEIGHT	2	/* a prompt token to prefill: its time, and the cache it evicts */
+#define LLM_COLD_HALF_MS 60000	/* new-prefix counts halve every minute */
 
 struct llm_cand {
 	uint32_t	 slot;
@@ -442,6 +445,17 @@ llm_load(struct wview *v, struct llm_cand *c)
 	c->uncached = u > 0 ? u : 0;
 	c->load = c->uncached + LLM_OUT_WEIGHT * (o > 0 ? o : 0) +
 	    LLM_REQ_WEIGHT * (int64_t)cost_inflight(v, c->slot);
+	if (v->llm.metrics_ms != 0) {
+		/* the backend's own queue, while its figures are fresh */
+		const struct shm_slot	*s = shm_slot(v->shm, c->slot);
+		uint64_t		 at = atomic_load_explicit(&s->m_ms,
+					    memory_order_relaxed), now;
+
+		if (at != 0 && ((now = shm_now_ms()) <= at ||
+		    now - at <= 3 * v->llm.metrics_ms))
+			c->load += LLM_QUEUE_WEIGHT * (int64_t)atomic_load_explicit(
+			    &s->m_waiting, memory_order_relaxed);
+	}
 }
 
 /*
@@ -487,10 +501,12 @@ llm_alloc(struct wview *v)
 		return 0;
 	v->cmatch = calloc(v->shm->max_backends, sizeof(*v->cmatch));
 	v->cstamp = calloc(v->shm->max_backends, sizeof(*v->cstamp));
-	if (v->cmatch == NULL || v->cstamp == NULL) {
+	v->cold = calloc(v->shm->max_backends, sizeof(*v->cold));
+	if (v->cmatch == NULL || v->cstamp == NULL || v->cold == NULL) {
 		free(v->cmatch);
 		free(v->cstamp);
-		v->cmatch = v->cstamp = NULL;
+		free(v->cold);
+		v->cmatch = v->cstamp = v->cold = NULL;
 		return -1;
 	}
 	return 0;
@@ -529,7 +545,7 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 	struct llm_cand		 stack[64], *cs = stack;
 	int64_t			 P = r->prompt_tokens, sum = 0;
 	uint32_t		 longest = 0;
-	size_t			 i, n = 0, best = SIZE_MAX, start;
+	size_t			 i, k, n = 0, best = SIZE_MAX, start;
 	int			 pick, any_warm_ok = 0;
 
 	if (p->n == 0 || llm_alloc(v) == -1)
@@ -559,11 +575,14 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 	if (r->nblocks > 0)
 		longest = llm_match(v, r, cs, n);
 	for (i = 0; i < n; i++) {
-		cs[i].add = r->nblocks == 0 ? P :
-		    P - P * (int64_t)cs[i].match / (int64_t)r->nblocks;
-		cs[i].add += LLM_OUT_WEIGHT * (int64_t)r->output_tokens + LLM_REQ_WEIGHT;
-		cs[i].sat = cs[i].uncached + cs[i].add > v->llm.affinity_limit ||
+		/* the warm blocks' characters are not prefilled again; the rest is */
+		cs[i].add = P - (int64_t)cs[i].match * v->llm.block / 4;
+		if (cs[i].add < 0)
+			cs[i].add = 0;
+		cs[i].sat = cs[i].uncached >= v->llm.affinity_limit ||
 		    balance_signals_saturated(v, cs[i].slot);
+		cs[i].add = LLM_MISS_WEIGHT * cs[i].add +
+		    LLM_OUT_WEIGHT * (int64_t)r->output_tokens + LLM_REQ_WEIGHT;
 		if (cs[i].match > 0 && !cs[i].sat)
 			any_warm_ok = 1;
 	}
@@ -585,28 +604,47 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 			v->ex_reason = BAL_R_LOAD;
 	} else {
 		/*
-		 * cold: rendezvous order, skipping a backend already above
-		 * load_factor % of the mean load (this request included)
+		 * cold: rendezvous order among the backends within a bound
+		 * of the least loaded (load_factor - 100 % of the mean load,
+		 * this request included) that have not been given more than
+		 * load_factor % of their share of the new prefixes lately
+		 * (each one will fill that backend's cache)
 		 */
-		int64_t		bound = (sum + cs[0].add) * (int64_t)v->llm.load_factor /
-				    (100 * (int64_t)n);
-		uint64_t	bw = 0;
+		int64_t		mn = INT64_MAX, slack;
+		uint64_t	bw = 0, tot = 0, now = shm_now_ms();
+		uint32_t	capn;
 
-		for (i = 0; i < n; i++) {
-			uint64_t h = llm_hrw(r->blocks[0], v->be[cs[i].slot].hrw);
-
-			if (cs[i].sat || cs[i].load > bound)
-				continue;
-			if (best == SIZE_MAX || h > bw) {
-				bw = h;
-				best = i;
-			}
+		if (now - v->cold_ms >= LLM_COLD_HALF_MS) {
+			for (i = 0; i < v->shm->max_backends; i++)
+				v->cold[i] /= 2;
+			v->cold_ms = now;
 		}
+		for (i = 0; i < n; i++) {
+			if (cs[i].load < mn)
+				mn = cs[i].load;
+			tot += v->cold[cs[i].slot];
+		}
+		slack = (sum + cs[0].add) * ((int64_t)v->llm.load_factor - 100) /
+		    (100 * (int64_t)n);
+		capn = (uint32_t)(((tot + 1) * v->llm.load_factor + 100 * n - 1) / (100 * n));
+		for (k = 0; k < 2 && best == SIZE_MAX; k++)
+			for (i = 0; i < n; i++) {
+				uint64_t h = llm_hrw(r->blocks[0], v->be[cs[i].slot].hrw);
+
+				if (cs[i].sat || cs[i].load > mn + slack ||
+				    (k == 0 && v->cold[cs[i].slot] + 1 > capn))
+					continue;
+				if (best == SIZE_MAX || h > bw) {
+					bw = h;
+					best = i;
+				}
+			}
 		if (best == SIZE_MAX)
 			for (i = 0; i < n; i++)
 				if (best == SIZE_MAX || cs[i].load + cs[i].add <
 				    cs[best].load + cs[best].add)
 					best = i;
+		v->cold[cs[best].slot]++;
 		v->ex_reason = BAL_R_COLD;
 	}
 	pick = (int)cs[best].slot;
@@ -1008,7 +1046,8 @@ balance_view_free(struct wview *v)
 	rank_free(v);
 	free(v->cmatch);
 	free(v->cstamp);
-	v->cmatch = v->cstamp = NULL;
+	free(v->cold);
+	v->cmatch = v->cstamp = v->cold = NULL;
 }
 
 /*

@@ -86,6 +86,7 @@ struct wview {
 		uint32_t queue_limit;
 		uint32_t kv_ppm;
 		uint32_t load_factor;
+		uint32_t block;			/* characters per prefix block */
 		uint64_t metrics_ms;		/* health.metrics_interval, 0: not read */
 	} llm;
 	/* the last pick: its slot, and the prefix blocks warm there (llm) */
@@ -94,6 +95,8 @@ struct wview {
 	uint32_t	*cmatch;	/* [max_backends]: blocks warm per candidate, during an llm pick */
 	uint32_t	*cstamp;	/* [max_backends]: the pick that wrote cmatch */
 	uint32_t	 npick;
+	uint32_t	*cold;		/* [max_backends]: new prefixes placed there lately (halved each minute) */
+	uint64_t	 cold_ms;	/* when cold[] was halved last */
 	/* the last pick, for the decision ring */
 	uint32_t	 ex_reason;	/* enum bal_reason */
 	uint32_t	 ex_ncand;

@@ -58,7 +58,7 @@ llm_wants(struct client *c, int *blocks)
 {
 	struct worker		*w = c->w;
 	const struct conf_pool	*cp;
-	uint32_t		 strat;
+	uint32_t		 strat, f;
 	int			 pool = c->x.pool;
 
 	*blocks = 0;
@@ -69,9 +69,15 @@ llm_wants(struct client *c, int *blocks)
 	cp = &w->conf->pools[pool];
 	*blocks = strat == STRAT_LLM || cp->shadow_strategy == STRAT_LLM ||
 	    (cp->allow_strategies & (1u << STRAT_LLM));
-	return *blocks || strat == STRAT_LEAST_TOKENS || strat == STRAT_MODEL ||
+	if (*blocks || strat == STRAT_LEAST_TOKENS || strat == STRAT_MODEL ||
 	    cp->shadow_strategy == STRAT_LEAST_TOKENS ||
-	    (cp->allow_strategies & (1u << STRAT_LEAST_TOKENS));
+	    (cp->allow_strategies & (1u << STRAT_LEAST_TOKENS)))
+		return 1;
+	/* filters: [model] narrows by the body's model whatever ranks the rest */
+	for (f = cp->filters; f != 0; f >>= 4)
+		if ((f & 0xf) == FILTER_MODEL)
+			return 1;
+	return 0;
 }
 
 int
@@ -163,9 +169,11 @@ llm_attempt(struct upconn *u, int dir)
 			c->x.tok_output = c->x.breq.output_tokens;
 			/* the blocks warm there are not prefilled again */
 			lr->match = w->view.last_slot == (int)u->slot ? w->view.last_match : 0;
-			c->x.tok_uncached = lr->nblocks == 0 ? c->x.tok_prompt :
-			    c->x.tok_prompt - c->x.tok_prompt * (int64_t)lr->match /
-			    (int64_t)lr->nblocks;
+			c->x.tok_uncached = lr->chars == 0 ? c->x.tok_prompt :
+			    c->x.tok_prompt - c->x.tok_prompt * (int64_t)((uint64_t)lr->match *
+			    (uint64_t)w->conf->llm.block) / (int64_t)lr->chars;
+			if (c->x.tok_uncached < 0)
+				c->x.tok_uncached = 0;
 			lr->t_sent_us = llm_now_us();
 			lr->t_first_us = lr->t_event_us = 0;
 			lr->events = lr->sse = 0;

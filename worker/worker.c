@@ -493,6 +493,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	w.view.llm.queue_limit = (uint32_t)cf->llm.queue_limit;
 	w.view.llm.kv_ppm = (uint32_t)cf->llm.kv_limit * 10000;
 	w.view.llm.load_factor = (uint32_t)cf->llm.load_factor;
+	w.view.llm.block = (uint32_t)cf->llm.block;
 	w.view.llm.metrics_ms = cf->health.metrics ? (uint64_t)cf->health.metrics_interval_ms : 0;
 	w.view.be = calloc(shm->max_backends, sizeof(*w.view.be));
 	w.wb = calloc(shm->max_backends, sizeof(*w.wb));

@@ -5,14 +5,15 @@ import http.client
 import json
 import random
 import threading
+import time
 
 from harness import request
 from test_vllmsim import sim
 
 
-def _yaml(sims, workers=2, extra="", strategy="llm", models=None):
+def _yaml(sims, workers=2, extra="", strategy="llm", models=None, health="  type: none"):
     lines = ["listen:", "  - address: LISTEN", "workers: %d" % workers,
-             "strategy: %s" % strategy, "health:", "  type: none", "backends:"]
+             "strategy: %s" % strategy, "health:", health, "backends:"]
     for i, s in enumerate(sims):
         m = ""
         if models is not None:
@@ -74,38 +75,67 @@ def test_same_prefix_same_backend_and_cache_hits(env):
     assert 1 - prefill / prompt >= 0.8, (prefill, prompt)
 
 
-def test_saturated_prefix_spreads(env):
-    """One prompt group under a concurrent burst: with a low
-    llm.affinity_limit the warm backend takes what it can and the rest
-    spreads; with the default limit the scorer still spreads a burst far
-    beyond what the warm backend holds (no pure affinity)."""
-    sims = [sim(env, "--model", "m1", "--decode-base-ms", "40") for _ in range(3)]
-    r = env.router(_yaml(sims, extra="llm:\n  affinity_limit: 3000\n"))
-    st, _ = _chat(r.port, _system(1), "warm it up")
-    assert st == 200
+def _burst(r, sims, n, gap=0.0, max_tokens=20):
     before = _served(sims)
     errs = []
 
     def one(i):
         try:
-            st, _ = _chat(r.port, _system(1), "burst %d" % i, max_tokens=20)
+            st, _ = _chat(r.port, _system(1), "burst %d" % i, max_tokens=max_tokens)
             if st != 200:
                 errs.append(st)
         except Exception as e:  # noqa: BLE001
             errs.append(repr(e))
 
-    ts = [threading.Thread(target=one, args=(i,)) for i in range(12)]
-    for t in ts:
+    ts = []
+    for i in range(n):
+        t = threading.Thread(target=one, args=(i,))
         t.start()
+        ts.append(t)
+        if gap:
+            time.sleep(gap)
     for t in ts:
         t.join()
     assert not errs, errs
-    after = _served(sims)
-    got = [a - b for a, b in zip(after, before)]
-    assert sum(got) == 12
-    assert sum(1 for g in got if g > 0) >= 2, got
-    # the warm one still takes the largest share
-    assert max(got) >= 4, got
+    return [a - b for a, b in zip(_served(sims), before)]
+
+
+def test_saturated_prefix_spreads(env):
+    """One prompt group, warm on one backend, under a concurrent burst.
+    Below its limits the warm backend takes it all (sticky); past
+    llm.affinity_limit (uncached prompt tokens in flight) the rest spreads."""
+    sims = [sim(env, "--model", "m1", "--decode-base-ms", "40") for _ in range(3)]
+    r = env.router(_yaml(sims, extra="llm:\n  affinity_limit: 100000\n"))
+    st, _ = _chat(r.port, _system(1), "warm it up")
+    assert st == 200
+    got = _burst(r, sims, 12)
+    assert sorted(got) == [0, 0, 12], got
+    sims2 = [sim(env, "--model", "m1", "--decode-base-ms", "40") for _ in range(3)]
+    from harness import Router
+    import os
+    d2 = os.path.join(env.dir, "limited")
+    os.mkdir(d2)
+    # each request of the group leaves ~70 uncached tokens in flight (its question)
+    r2 = Router(d2, _yaml(sims2, extra="llm:\n  affinity_limit: 200\n"))
+    env.procs.append(r2)
+    st, _ = _chat(r2.port, _system(1), "warm it up")
+    assert st == 200
+    got = _burst(r2, sims2, 12)
+    assert sum(got) == 12 and sum(1 for g in got if g > 0) >= 2, got
+
+
+def test_backend_queue_saturates_affinity(env):
+    """With the backends' metrics read, a warm backend whose own queue
+    reaches llm.queue_limit stops taking its group; the others take it."""
+    sims = [sim(env, "--model", "m1", "--max-num-seqs", "2", "--decode-base-ms", "60")
+            for _ in range(3)]
+    r = env.router(_yaml(sims, extra="llm:\n  queue_limit: 2\n",
+                         health="  type: none\n  metrics: true\n  metrics_interval: 100ms"))
+    st, _ = _chat(r.port, _system(1), "warm it up")
+    assert st == 200
+    got = _burst(r, sims, 10, gap=0.15, max_tokens=30)
+    assert sum(got) == 10 and sum(1 for g in got if g > 0) >= 2, got
+    assert max(got) >= 3, got
 
 
 def test_cold_prefix_placed_alike_by_two_instances(env):
@@ -174,3 +204,75 @@ def test_unreadable_bodies_still_routed(env):
         c.send(b"%x\r\n%s\r\n" % (len(part), part))
     c.send(b"0\r\n\r\n")
     assert c.getresponse().status == 200
+
+
+def _prom(port):
+    st, _, data = request(port, "GET", "/metrics")
+    assert st == 200
+    out = {}
+    for ln in data.decode().splitlines():
+        if ln.startswith("#") or " " not in ln:
+            continue
+        k, v = ln.rsplit(" ", 1)
+        out[k] = float(v)
+    return out
+
+
+def _sum(prom, name, **labels):
+    tot = 0.0
+    for k, v in prom.items():
+        if not k.startswith(name + "{"):
+            continue
+        if all('%s="%s"' % (a, b) in k for a, b in labels.items()):
+            tot += v
+    return tot
+
+
+def test_token_counts_exact_across_two_workers(env):
+    """Streams held open on two workers: the prompt tokens in flight are
+    exactly the estimates of the requests (characters / 4), over both
+    workers' stripes; once they end, nothing is in flight and the totals
+    are exactly what the backends' usage said."""
+    from harness import free_port
+    sims = [sim(env, "--model", "m1", "--decode-base-ms", "30") for _ in range(2)]
+    admin = free_port()
+    r = env.router(_yaml(sims, extra="admin:\n  address: 127.0.0.1:%d\n" % admin))
+    conns, chars = [], 0
+    for i in range(8):
+        system, q = _system(i, 2000 + 100 * i), "stream %d" % i
+        chars += len("system") + len(system) + len("user") + len(q)
+        body = json.dumps({"model": "m1", "max_tokens": 40, "stream": True,
+                           "stream_options": {"include_usage": True},
+                           "messages": [{"role": "system", "content": system},
+                                        {"role": "user", "content": q}]})
+        c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=20)
+        c.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        conns.append(c)
+    resps = [c.getresponse() for c in conns]
+    for x in resps:
+        assert x.status == 200
+    p = _prom(admin)
+    exp = sum((len("system") + len(_system(i, 2000 + 100 * i)) + len("user") +
+               len("stream %d" % i)) // 4 for i in range(8))
+    assert _sum(p, "routerd_backend_tokens_inflight", kind="prompt") == exp, (exp, p)
+    assert _sum(p, "routerd_backend_tokens_inflight", kind="output") <= 8 * 40
+    usage_p = usage_c = 0
+    for x in resps:
+        data = x.read().decode()
+        assert data.rstrip().endswith("data: [DONE]"), data[-200:]
+        for ln in data.splitlines():
+            if ln.startswith("data: {") and '"usage"' in ln:
+                u = json.loads(ln[6:]).get("usage")
+                if u:
+                    usage_p += u["prompt_tokens"]
+                    usage_c += u["completion_tokens"]
+    for c in conns:
+        c.close()
+    p = _prom(admin)
+    for kind in ("prompt", "uncached", "output"):
+        assert _sum(p, "routerd_backend_tokens_inflight", kind=kind) == 0, (kind, p)
+    assert _sum(p, "routerd_backend_llm_requests_total") == 8
+    assert usage_p > 0 and usage_c > 0
+    # the totals are the backends' own figures, not the estimates
+    assert _sum(p, "routerd_backend_prompt_tokens_total") == usage_p, (usage_p, exp)
+    assert _sum(p, "routerd_backend_output_tokens_total") == usage_c

@@ -165,11 +165,15 @@ def test_explain_ctl_and_api(env):
                        text=True, timeout=10)
     assert p.returncode == 0, p.stderr
     ds = json.loads(p.stdout)["decisions"]
-    assert isinstance(ds, list) and len(ds) <= 3, ds
+    assert isinstance(ds, list) and len(ds) == 3, ds
     st, _, data = request(r.admin, "GET", "/api/v1/explain?n=2")
     assert st == 200
     api = json.loads(data)["decisions"]
-    assert isinstance(api, list) and len(api) <= 2, api
+    assert isinstance(api, list) and len(api) == 2, api
+    # newest first, the same newest two
+    assert [d["request_id"] for d in api] == [d["request_id"] for d in ds[:2]], (api, ds)
+    for d in ds:
+        assert d["strategy"] == "round_robin" and d["reason"] == "strategy", d
     for d in ds + api:
         assert d["pool"] == "default" and d["pick"] in ("a", "b"), d
         assert d["time"].endswith("Z") and d["request_id"], d
@@ -186,3 +190,58 @@ def test_explain_ctl_and_api(env):
     assert p.returncode == 1 and "explain" in p.stderr, (p.returncode, p.stderr)
     st, _, _ = request(r.admin, "GET", "/api/v1/explain?n=many")
     assert st == 400
+
+
+def test_explain_llm_decisions_and_shadow(env):
+    """An llm pool with a shadow: the first request of a prompt is placed
+    cold, the next ones by affinity with their warm blocks shown; the
+    shadow's verdicts add up to the requests; the pick counters agree."""
+    a, b = env.backend("a"), env.backend("b")
+    aport = free_port()
+    r = env.router("""listen:
+  - address: LISTEN
+workers: 1
+health:
+  type: none
+admin:
+  address: 127.0.0.1:%d
+pools:
+  default:
+    strategy: llm
+    shadow_strategy: least_connections
+    backends:
+      - { name: a, address: %s }
+      - { name: b, address: %s }
+""" % (aport, a.addr, b.addr))
+    system = "a shared system prompt, long enough for several blocks. " * 30
+    picks = []
+    for i in range(5):
+        body = json.dumps({"model": "demo-model", "max_tokens": 1,
+                           "messages": [{"role": "system", "content": system},
+                                        {"role": "user", "content": "q%d" % i}]})
+        st, h, _ = request(r.port, "POST", "/v1/chat/completions", body,
+                           {"Content-Type": "application/json"})
+        assert st == 200
+        picks.append(h["x-backend"])
+    assert len(set(picks)) == 1, picks
+    st, _, data = request(aport, "GET", "/api/v1/explain?n=5")
+    assert st == 200
+    ds = json.loads(data)["decisions"]
+    assert len(ds) == 5, ds
+    assert [d["reason"] for d in ds] == ["affinity"] * 4 + ["cold"], ds
+    for d in ds:
+        assert d["strategy"] == "llm" and d["pick"] == picks[0], d
+        assert d["shadow"] in ("a", "b"), d
+        assert d["prefix_blocks"] == len(system) // 256, d
+        assert len(d["candidates"]) == 2, d
+    warm = [c for c in ds[0]["candidates"] if c["backend"] == picks[0]][0]
+    cold = [c for c in ds[0]["candidates"] if c["backend"] != picks[0]][0]
+    assert warm["match"] == ds[0]["prefix_blocks"] and cold["match"] == 0, ds[0]
+    assert warm["score"] < cold["score"], ds[0]
+    st, _, data = request(aport, "GET", "/metrics")
+    text = data.decode()
+    agree = _sample(text, 'routerd_pool_shadow_decisions_total{pool="default",result="agree"}')
+    differ = _sample(text, 'routerd_pool_shadow_decisions_total{pool="default",result="differ"}')
+    assert agree + differ == 5, (agree, differ)
+    assert _sample(text, 'routerd_pool_llm_picks_total{pool="default",reason="cold"}') == 1
+    assert _sample(text, 'routerd_pool_llm_picks_total{pool="default",reason="affinity"}') == 4

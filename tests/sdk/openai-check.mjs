@@ -85,6 +85,39 @@ check(good.length === 40 && early.length === 40,
 const u = await stream(5, 3, { stream_options: { include_usage: true } });
 check(u.usage && u.usage.completion_tokens === 3, `stream usage chunk: ${JSON.stringify(u.usage)}`);
 
+// 3b. the same streams through a routerd whose pool runs the llm strategy: a shared
+// system prompt, every stream whole, and all of one prompt on one backend (affinity)
+if (process.env.BASE_LLM) {
+	const llm = new OpenAI({ baseURL: process.env.BASE_LLM, apiKey: 'sk-test', maxRetries: 0, timeout: 20000 });
+	const sys = 'You are the routerd check. '.repeat(60);
+	const lr = await pool(20, 5, async (i) => {
+		const { data: s, response } = await llm.chat.completions.create(
+			{ model: 'demo-model', stream: true, max_tokens: 4,
+			  messages: [{ role: 'system', content: sys }, { role: 'user', content: `question ${i}` }] },
+			{ headers: { 'X-Fake-Delay-Ms': '10' } }).withResponse();
+		let text = '', finish = null;
+		for await (const chunk of s) {
+			for (const c of chunk.choices) {
+				text += c.delta?.content ?? '';
+				if (c.finish_reason) finish = c.finish_reason;
+			}
+		}
+		return { text, finish, be: response.headers.get('x-backend') };
+	});
+	const whole = lr.filter((x) => !(x instanceof Error) && /^Hello from demo-\d( again)+$/.test(x.text) && x.finish);
+	const bes = new Set(whole.map((x) => x.be));
+	check(whole.length === 20 && bes.size >= 1,
+		`llm strategy: 20 streams of one shared prompt, 5 concurrent: ${whole.length} whole, on ${[...bes].join(',')}${errs(lr)}`);
+	const seq = [];
+	for (let i = 0; i < 6; i++) {
+		const { response } = await llm.chat.completions.create(
+			{ model: 'demo-model', max_tokens: 1,
+			  messages: [{ role: 'system', content: sys }, { role: 'user', content: `again ${i}` }] }).withResponse();
+		seq.push(response.headers.get('x-backend'));
+	}
+	check(new Set(seq).size === 1, `llm strategy: one at a time, a shared prompt stays on one backend: ${seq.join(',')}`);
+}
+
 // 4. the other endpoints
 const comp = await client.completions.create({ model: 'demo-model', prompt: 'hi' });
 check(/^Hello from /.test(comp.choices[0].text), `completions: ${JSON.stringify(comp.choices[0].text)}`);
