@@ -399,7 +399,7 @@ cost_tokens(struct wview *v, uint32_t slot)
 #define LLM_OUT_WEIGHT	1	/* an output token still expected, in prompt tokens */
 #define LLM_REQ_WEIGHT	64	/* a request in flight (its place in the batch or the queue) */
 #define LLM_QUEUE_WEIGHT 256	/* a request the backend's metrics say waits for a place */
-#define LLM_MISS_WEIGHT	2	/* a prompt token to prefill: its time, and the cache it evicts */
+#define LLM_MISS_WEIGHT	4	/* a prompt token to prefill: its time, and the cache it evicts */
 #define LLM_COLD_HALF_MS 60000	/* new-prefix counts halve every minute */
 
 struct llm_cand {
@@ -604,13 +604,15 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 			v->ex_reason = BAL_R_LOAD;
 	} else {
 		/*
-		 * cold: rendezvous order among the backends within a bound
-		 * of the least loaded (load_factor - 100 % of the mean load,
-		 * this request included) that have not been given more than
+		 * cold: rendezvous order among the least loaded backends
+		 * (any bound above them, even half of what this request
+		 * costs, measured 1.3x the TTFT of least_tokens on unique
+		 * prompts: a backend one request busier took its turn),
+		 * preferring those that were not given more than
 		 * load_factor % of their share of the new prefixes lately
-		 * (each one will fill that backend's cache)
+		 * (each one fills that backend's cache)
 		 */
-		int64_t		mn = INT64_MAX, slack;
+		int64_t		mn = INT64_MAX;
 		uint64_t	bw = 0, tot = 0, now = shm_now_ms();
 		uint32_t	capn;
 
@@ -624,14 +626,12 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 				mn = cs[i].load;
 			tot += v->cold[cs[i].slot];
 		}
-		slack = (sum + cs[0].add) * ((int64_t)v->llm.load_factor - 100) /
-		    (100 * (int64_t)n);
 		capn = (uint32_t)(((tot + 1) * v->llm.load_factor + 100 * n - 1) / (100 * n));
 		for (k = 0; k < 2 && best == SIZE_MAX; k++)
 			for (i = 0; i < n; i++) {
 				uint64_t h = llm_hrw(r->blocks[0], v->be[cs[i].slot].hrw);
 
-				if (cs[i].sat || cs[i].load > mn + slack ||
+				if (cs[i].sat || cs[i].load > mn ||
 				    (k == 0 && v->cold[cs[i].slot] + 1 > capn))
 					continue;
 				if (best == SIZE_MAX || h > bw) {

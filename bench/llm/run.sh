@@ -16,7 +16,8 @@
 # Environment: BENCH_LLM_SECONDS (arrivals per run, default 20), BENCH_LLM_RATE_A / _B / _C
 # (req/s, default 36 / 16 / 12), BENCH_LLM_PROXIES (default "nginx haproxy
 # routerd:least_connections routerd:least_tokens routerd:llm pinned"), BENCH_LLM_WORKLOADS
-# (default "a b c"; also "m": multi-turn at rate B), ROUTERD (default build/routerd),
+# (default "a b c"; also "m": multi-turn at rate B), BENCH_LLM_METRICS (1: llm reads the
+# sims' /metrics, the default; 0: it does not), ROUTERD (default build/routerd),
 # B (build dir; results go to $B/bench-llm/).
 set -u
 cd "$(dirname "$0")/../.."
@@ -171,7 +172,8 @@ for p in $PROXIES; do
 	s=${p#routerd:} f="$DIR/routerd-$s.yaml"
 	routerd_conf "$s" "  metrics: true
   metrics_interval: 1s" >"$f"
-	if [ "$s" = llm ] && "$ROUTERD" -t -f "$f" >/dev/null 2>&1; then CONF[$p]=$f; continue; fi
+	if [ "$s" = llm ] && [ "${BENCH_LLM_METRICS:-1}" = 1 ] &&
+	    "$ROUTERD" -t -f "$f" >/dev/null 2>&1; then CONF[$p]=$f; continue; fi
 	routerd_conf "$s" "" >"$f"
 	if "$ROUTERD" -t -f "$f" >"$DIR/t-$s.log" 2>&1; then CONF[$p]=$f; else SKIP[$p]=1; fi
 done

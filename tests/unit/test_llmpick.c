@@ -126,7 +126,7 @@ Test(llmpick, affinity_yields_to_load_then_to_the_limit)
 	shm_inflight_set(shm, 0, 3, 2);
 	cr_assert_eq(balance_pick(&v, 0, &r), 3);
 	/* many more in flight than elsewhere: the load wins, a cold backend takes it */
-	shm_inflight_set(shm, 0, 3, 40);
+	shm_inflight_set(shm, 0, 3, 60);
 	cr_assert_neq(balance_pick(&v, 0, &r), 3);
 	shm_inflight_set(shm, 0, 3, 0);
 	/* under its limit with a heavy prefill backlog elsewhere in the pool: affinity */
