@@ -121,6 +121,8 @@ main(int argc, char *argv[])
 		perror("bench-registry: table");
 		return 1;
 	}
+	/* the master publishes its pools before any pull; the registry looks its pool up by name */
+	shm_pool_set(m.shm, 0, "llm", STRAT_ROUND_ROBIN, STRAT_ROUND_ROBIN);
 	if ((body = answer(n, 0, &len)) == NULL)
 		return 1;
 	printf("registry answer: %d services, %zu bytes of JSON\n", n, len);
