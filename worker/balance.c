@@ -543,7 +543,7 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 {
 	const struct bal_req	*r = f->req;
 	struct llm_cand		 stack[64], *cs = stack;
-	int64_t			 P = r->prompt_tokens, sum = 0;
+	int64_t			 P = r->prompt_tokens;
 	uint32_t		 longest = 0;
 	size_t			 i, k, n = 0, best = SIZE_MAX, start;
 	int			 pick, any_warm_ok = 0;
@@ -564,7 +564,6 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 		v->cstamp[slot] = v->npick;
 		v->cmatch[slot] = 0;
 		llm_load(v, &cs[n]);
-		sum += cs[n].load;
 		n++;
 	}
 	if (n == 0) {
