@@ -154,6 +154,10 @@ struct shm_counters {
 	_Atomic uint64_t failover_ok;		/* ...that another backend then answered */
 	_Atomic uint64_t failover_us;		/* sum of first failure -> answer head */
 	_Atomic uint64_t last_failover_ms;	/* CLOCK_REALTIME ms of the last success */
+	/* streams (llm: DESIGN "Stream-aware failover") */
+	_Atomic uint64_t held_fails;		/* failed before the first event, head held: moved on unseen */
+	_Atomic uint64_t streams_broken;	/* broke after the first event: ended with an error event */
+	_Atomic uint64_t down_released;		/* waiting for a first byte when the prober marked it down */
 	/* tokens now at this backend, all models (the sums of its shm_pair stripes) */
 	_Atomic int64_t	 tok_prompt;		/* prompt tokens in flight */
 	_Atomic int64_t	 tok_uncached;		/* ...of them not expected in its prefix cache */

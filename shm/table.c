@@ -435,6 +435,12 @@ shm_totals(struct shm_hdr *h, uint32_t slot, struct shm_totals *t)
 		    memory_order_relaxed);
 		t->failover_us += atomic_load_explicit(&c->failover_us,
 		    memory_order_relaxed);
+		t->held_fails += atomic_load_explicit(&c->held_fails,
+		    memory_order_relaxed);
+		t->streams_broken += atomic_load_explicit(&c->streams_broken,
+		    memory_order_relaxed);
+		t->down_released += atomic_load_explicit(&c->down_released,
+		    memory_order_relaxed);
 		last = atomic_load_explicit(&c->last_failover_ms, memory_order_relaxed);
 		if (last > t->last_failover_ms)
 			t->last_failover_ms = last;

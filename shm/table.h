@@ -180,6 +180,7 @@ struct shm_totals {
 	uint64_t lat_hist[SHM_LAT_BUCKETS];
 	uint64_t failovers, failover_ok, failover_us;
 	uint64_t last_failover_ms;	/* the latest over the stripes */
+	uint64_t held_fails, streams_broken, down_released;
 };
 void	 shm_totals(struct shm_hdr *, uint32_t slot, struct shm_totals *);
 

@@ -102,6 +102,21 @@ balance_excluded(const struct bal_req *r, uint32_t slot)
 	return 0;
 }
 
+int
+balance_any_eligible(struct wview *v, uint32_t pool, const struct bal_req *r)
+{
+	const struct wpool	*p;
+	size_t			 i;
+
+	if (pool >= v->npools)
+		return 0;
+	p = &v->pools[pool];
+	for (i = 0; i < p->n; i++)
+		if (!balance_excluded(r, p->idx[i]) && balance_eligible(v, p->idx[i]))
+			return 1;
+	return 0;
+}
+
 /*
  * 1 when the backend in slot serves model (-1: any): it declares it, and
  * the prober has not taken that (backend, model) pair out (bit i of its

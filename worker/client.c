@@ -183,7 +183,8 @@ client_cut(struct client *c)
 	exchange_unqueue(c);
 	if (c->up != NULL)
 		upstream_release(c->up, 0);
-	if (c->x.resp_body == BODY_EOF || c->out.data == NULL || buf_len(&c->out) == 0) {
+	if ((c->x.resp_body == BODY_EOF && !c->x.err_event) || c->out.data == NULL ||
+	    buf_len(&c->out) == 0) {
 		client_close(c);
 		return;
 	}
@@ -336,13 +337,20 @@ client_write(struct client *c)
 {
 	ssize_t	n;
 
-	n = write(c->io.fd, c->out.data + c->out.rpos, buf_len(&c->out));
+	size_t	want = buf_len(&c->out);
+
+	/* a held head (llm.hold_headers) and what follows it wait; what is before it goes */
+	if (c->x.head_held)
+		want = c->x.hold_mark > c->out.rpos ? c->x.hold_mark - c->out.rpos : 0;
+	if (want == 0)
+		return 0;
+	n = write(c->io.fd, c->out.data + c->out.rpos, want);
 	if (n > 0) {
 		c->out.rpos += (size_t)n;
 		c->x.bytes_out += (size_t)n;
 		if (c->out.rpos == c->out.wpos)
 			buf_reset(&c->out);
-		else
+		else if ((size_t)n < want)
 			c->wr_ready = 0;
 		return 1;
 	}

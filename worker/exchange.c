@@ -223,6 +223,8 @@ exchange_start(struct client *c)
 		exchange_ask_strategy(c);
 	if (models_route(c) == -1)
 		return;
+	/* an inference has no side effect to repeat: until its answer shows, it may move on */
+	c->x.llm_replay = c->x.llm != NULL && w->conf->llm.hold_headers;
 	if (upstream_attach(c) == -1) {
 		exchange_no_backend(c);
 		return;
@@ -251,12 +253,13 @@ exchange_reset(struct client *c)
 /*
  * May this request be replayed as if idempotent?  By its method, or because
  * the operator said that POST, PATCH and the like may run twice
- * (retries.non_idempotent).
+ * (retries.non_idempotent), or because it is an LLM request of a pool
+ * that holds heads (llm.hold_headers): nothing of its answer has shown.
  */
 int
 exchange_replay_ok(const struct client *c)
 {
-	return c->x.idempotent || c->w->conf->retries.non_idempotent;
+	return c->x.idempotent || c->w->conf->retries.non_idempotent || c->x.llm_replay;
 }
 
 /*
@@ -307,6 +310,16 @@ exchange_failed(struct client *c, uint32_t slot, enum up_err e, int reused)
 			return;
 	}
 	if (c->x.head_sent || c->x.resp_started) {
+		const char *why = e == UPE_BAD ? "it sent invalid framing" :
+		    !c->x.timed_out ? "it closed the connection" :
+		    c->x.llm != NULL && c->x.llm->t_first_us == 0 ?
+		    "no first event within timeout.first_token" :
+		    "no event within timeout.stream_idle";
+
+		if (llm_stream_end(c, why)) {
+			c->x.err_event = 1;
+			shm_ctr_add(&shm_ctr(w->shm, w->index, slot)->streams_broken, 1);
+		}
 		client_cut(c);
 		return;
 	}
@@ -326,6 +339,9 @@ exchange_failed(struct client *c, uint32_t slot, enum up_err e, int reused)
 		break;
 	case UPE_TRUNCATED:
 		client_reply(c, 502, "backend stopped in the middle of its answer");
+		break;
+	case UPE_HELD:
+		client_reply(c, 502, "backend failed before its first event");
 		break;
 	default:
 		client_reply(c, 502, "backend could not be reached");

@@ -14,6 +14,7 @@
 
 #include "llhttp.h"
 
+#include "worker/http.h"
 #include "worker/jscan.h"
 #include "worker/llm.h"
 #include "worker/worker.h"
@@ -178,6 +179,7 @@ llm_attempt(struct upconn *u, int dir)
 			lr->t_first_us = lr->t_event_us = 0;
 			lr->events = lr->sse = 0;
 			lr->nl = 1;
+			lr->bound = 1;
 			lr->tail_len = 0;
 			lr->done = 0;
 			ADD(&p->reqs, 1);
@@ -246,11 +248,12 @@ llm_resp_data(struct upconn *u, const char *at, size_t len)
 	if (lr->sse) {
 		for (i = 0; i < len; i++) {
 			if (at[i] == '\n') {
+				lr->bound = lr->nl;
 				if (lr->nl)
 					ev++;
 				lr->nl = 1;
 			} else if (at[i] != '\r')
-				lr->nl = 0;
+				lr->nl = lr->bound = 0;
 		}
 		if (ev > 0) {
 			if (lr->events > 0) {
@@ -355,4 +358,43 @@ llm_attempt_done(struct upconn *u, int ok)
 		ADD(&p->cached_tokens, (uint64_t)cached);
 	ADD(&p->ptok_hist[shm_tok_bucket((uint64_t)pt)], 1);
 	ADD(&p->otok_hist[shm_tok_bucket((uint64_t)ct)], 1);
+}
+
+int
+llm_stream_end(struct client *c, const char *why)
+{
+	const struct llm_req	*lr = c->x.llm;
+	char			 ev[320];
+	int			 n;
+	size_t			 need;
+
+	/* an event stream by its first bytes, or asked for and none came yet */
+	if (lr == NULL || !(lr->sse || (lr->stream && lr->t_first_us == 0)) ||
+	    c->out.data == NULL || !c->x.head_sent)
+		return 0;
+	if (!(c->x.resp_body == BODY_EOF ||
+	    (c->x.resp_body == BODY_CHUNKED && !c->x.mid_chunk)))
+		return 0;
+	/*
+	 * An event cut off in its middle is ended first: one newline after a
+	 * whole line dispatches it, two after a broken line make the client
+	 * reject it, either way before the error event.
+	 */
+	n = snprintf(ev, sizeof(ev), "%sdata: {\"error\":{\"message\":\"the backend's "
+	    "stream broke after it began: %s\",\"type\":\"server_error\","
+	    "\"param\":null,\"code\":\"upstream_stream_broken\"}}\n\n",
+	    !lr->sse || lr->bound ? "" : lr->nl ? "\n" : "\n\n", why);
+	if (n <= 0 || (size_t)n >= sizeof(ev))
+		return 0;
+	need = (size_t)n + (c->x.resp_body == BODY_CHUNKED ? 12 : 0);
+	if (buf_room(&c->out) < need && c->out.rpos > 0)
+		buf_compact(&c->out);
+	if (buf_room(&c->out) < need)
+		return 0;
+	if (c->x.resp_body == BODY_CHUNKED)
+		c->out.wpos += http_chunk_header(c->out.data + c->out.wpos, (size_t)n);
+	buf_put(&c->out, ev, (size_t)n);
+	if (c->x.resp_body == BODY_CHUNKED)
+		buf_put(&c->out, "\r\n", 2);
+	return 1;
 }

@@ -32,6 +32,7 @@ struct llm_req {
 	uint32_t	 events;	/* SSE events (or body reads, not SSE) */
 	uint32_t	 sse;		/* the response is text/event-stream */
 	uint32_t	 nl;		/* SSE: the line so far is empty */
+	uint32_t	 bound;		/* SSE: the bytes so far end with a whole event (or none came) */
 	int		 done;		/* llm_attempt_done() counted this attempt */
 	size_t		 tail_len;
 	char		 tail[LLM_TAIL];
@@ -64,6 +65,15 @@ void	 llm_attempt_done(struct upconn *, int ok);
 
 /* The pair of model at slot: its index in the slot's models, SHM_PAIRS - 1 for any other. */
 int	 llm_pair(const struct wbe *, int model);
+
+/*
+ * The stream of c broke after its head went out (why says how): end it
+ * with a final error event (DESIGN "Stream-aware failover"), never a
+ * fake [DONE].  Returns 1 when the event is in c->out, 0 when the answer
+ * is not an event stream or its framing cannot take one (a chunk left
+ * open, a Content-Length): the client then sees the cut alone.
+ */
+int	 llm_stream_end(struct client *, const char *why);
 
 void	 llm_free(struct client *);
 

@@ -69,7 +69,8 @@ prom_be(FILE *f, const char *name, const struct admin_be *b, const char *extra)
  */
 enum prom_val {
 	PV_REQUESTS, PV_FAILS, PV_RETRIES, PV_INFLIGHT, PV_BYTES_IN,
-	PV_BYTES_OUT, PV_CONNS, PV_CONSEC, PV_OPENS, PV_WEIGHT, PV_EWMA
+	PV_BYTES_OUT, PV_CONNS, PV_CONSEC, PV_OPENS, PV_WEIGHT, PV_EWMA,
+	PV_HELD, PV_BROKEN, PV_DOWNREL
 };
 
 static const struct prom_row {
@@ -101,6 +102,15 @@ static const struct prom_row {
 	  "Configured weight." },
 	{ "routerd_backend_check_latency_seconds", "gauge", PV_EWMA,
 	  "Latency EWMA measured by the prober." },
+	{ "routerd_backend_held_stream_failures_total", "counter", PV_HELD,
+	  "Streams that failed here before their first event while the head "
+	  "was held (llm.hold_headers): retried elsewhere, unseen by the client." },
+	{ "routerd_backend_streams_broken_total", "counter", PV_BROKEN,
+	  "Streams that broke here after their first event: ended with an "
+	  "error event." },
+	{ "routerd_backend_down_released_total", "counter", PV_DOWNREL,
+	  "Attempts waiting here for a first byte, released when the prober "
+	  "marked the backend down." },
 };
 
 static void
@@ -139,6 +149,15 @@ prom_value(FILE *f, const struct admin_be *b, enum prom_val v)
 		break;
 	case PV_EWMA:
 		fprintf(f, "%.6f\n", b->lat_ewma_us / 1e6);
+		break;
+	case PV_HELD:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.held_fails);
+		break;
+	case PV_BROKEN:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.streams_broken);
+		break;
+	case PV_DOWNREL:
+		fprintf(f, "%llu\n", (unsigned long long)b->t.down_released);
 		break;
 	}
 }

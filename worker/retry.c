@@ -13,6 +13,7 @@ retry_replayable(const struct retry_facts *f)
 		return f->idempotent;
 	case UPE_SEND:
 	case UPE_EMPTY:
+	case UPE_HELD:
 		return f->idempotent;
 	case UPE_TIMEOUT:
 		/* a timeout while the client still sends its body is the client's, not the backend's */
@@ -30,7 +31,7 @@ retry_status_wanted(const uint8_t *bitmap, int status,
 {
 	if (status < 100 || status > 599)
 		return 0;
-	if (!(bitmap[status / 8] & (1u << (status % 8))))
+	if (!(bitmap[status / 8] & (1u << (status % 8))) && !(f->llm && status >= 500))
 		return 0;
 	return f->idempotent && f->held && f->complete && !f->answered &&
 	    attempts <= max;

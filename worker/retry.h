@@ -12,7 +12,9 @@ enum up_err {
 	UPE_TIMEOUT,		/* no response byte in time */
 	UPE_BAD,		/* the response broke HTTP */
 	UPE_TRUNCATED,		/* closed in the middle of the response body */
-	UPE_STATUS		/* a retryable status (retries.on_status) not yet forwarded */
+	UPE_STATUS,		/* a retryable status (retries.on_status) not yet forwarded */
+	UPE_HELD		/* closed or broke after its head, before its first event,
+				   while the head was held from the client (llm.hold_headers) */
 };
 
 /* What is known about the request when an attempt fails. */
@@ -22,6 +24,8 @@ struct retry_facts {
 	int		 held;		/* every byte sent so far is still in fwd */
 	int		 answered;	/* a response byte already went to the client */
 	int		 complete;	/* the whole request was read from the client */
+	int		 llm;		/* an LLM request of a pool that holds heads: any 5xx
+					   before the first event is worth another backend */
 };
 
 /*

@@ -21,6 +21,60 @@ static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
 static void	upstream_timeout(struct ev_loop *, struct ev_timer *);
 static void	upstream_fail(struct upconn *, enum up_err);
 
+/*
+ * A held head (llm.hold_headers) goes to the client: the attempt's first
+ * event came, or the whole answer did, or the first event is too big to
+ * wait for in the buffer.  From here on the answer is the client's.
+ */
+static void
+up_hold_release(struct client *c)
+{
+	if (!c->x.head_held)
+		return;
+	c->x.head_held = 0;
+	c->x.head_sent = 1;
+}
+
+/* Compact the client's out; a held head moves with it. */
+static void
+up_out_compact(struct client *c)
+{
+	if (c->x.head_held)
+		c->x.hold_mark -= (uint32_t)c->out.rpos;
+	buf_compact(&c->out);
+}
+
+/*
+ * The attempt moved: its timer again.  A stream (an LLM request that
+ * asked for one) has two of its own: timeout.first_token once the request
+ * is sent, a deadline that nothing but the first body byte lifts, then
+ * timeout.stream_idle between reads.  Everything else has
+ * timeout.upstream_response from its last progress.
+ */
+static void
+up_timer(struct upconn *u)
+{
+	struct worker		*w = u->w;
+	const struct llm_req	*lr = u->cl->x.llm;
+
+	if (lr != NULL && lr->stream) {
+		if (lr->t_first_us != 0) {
+			ev_timer_after(&w->loop, &u->timer,
+			    (uint64_t)w->conf->timeout.stream_idle_ms);
+			return;
+		}
+		if (u->t_sent != 0) {
+			if (!u->ft_armed) {
+				u->ft_armed = 1;
+				ev_timer_after(&w->loop, &u->timer,
+				    (uint64_t)w->conf->timeout.first_token_ms);
+			}
+			return;
+		}
+	}
+	ev_timer_after(&w->loop, &u->timer, (uint64_t)w->conf->timeout.upstream_response_ms);
+}
+
 static struct shm_counters *
 up_ctr(struct upconn *u)
 {
@@ -117,7 +171,8 @@ resp_on_headers_complete(llhttp_t *p)
 	}
 	if (retry_status_wanted(c->w->retry_status, status, &(struct retry_facts){
 	    .err = UPE_STATUS, .idempotent = exchange_replay_ok(c), .held = c->x.fwd_whole,
-	    .answered = c->x.resp_started || c->x.head_sent, .complete = c->x.msg_done },
+	    .answered = c->x.resp_started || c->x.head_sent, .complete = c->x.msg_done,
+	    .llm = c->x.llm_replay },
 	    c->x.attempts, c->w->conf->retries.max)) {
 		/* not forwarded: another backend may answer it (upstream_fail decides) */
 		u->retry_status = 1;
@@ -167,10 +222,19 @@ resp_on_headers_complete(llhttp_t *p)
 			c->out.wpos = start;
 			return -1;
 		}
+		/*
+		 * A stream of a pool that holds heads: the client sees this
+		 * head with the first event, so that an attempt that breaks
+		 * or stalls before it can still move on unseen.
+		 */
+		if (c->x.llm_replay && c->x.llm != NULL && c->x.llm->stream) {
+			c->x.head_held = 1;
+			c->x.hold_mark = (uint32_t)start;
+		} else
+			c->x.head_sent = 1;
 	}
 
 	c->x.status = status;
-	c->x.head_sent = 1;
 	if (c->x.fail_slot >= 0) {
 		/* a failover that worked: counted at the backend that failed first */
 		struct shm_counters *fk = shm_ctr(c->w->shm, c->w->index,
@@ -224,6 +288,9 @@ resp_on_body(llhttp_t *p, const char *at, size_t len)
 		    buf_room(u->fr.out));
 		return -1;
 	}
+	/* a held head goes with the first whole event (or any byte of what is not a stream) */
+	if (u->cl->x.head_held && (u->cl->x.llm->events > 0 || !u->cl->x.llm->sse))
+		up_hold_release(u->cl);
 	return 0;
 }
 
@@ -257,6 +324,7 @@ resp_on_message_complete(llhttp_t *p)
 	}
 	if (h1_frame_end(&u->fr) == -1)
 		return -1;
+	up_hold_release(c);
 	c->x.resp_done = 1;
 	return HPE_PAUSED;
 }
@@ -482,6 +550,10 @@ upstream_attach(struct client *c)
 	c->up = u;
 	c->x.slot = u->slot;
 	u->nreq++;
+	u->ft_armed = 0;
+	c->x.timed_out = 0;
+	if (!ev_timer_armed(&w->down_timer))
+		ev_timer_after(&w->loop, &w->down_timer, UPSTREAM_DOWN_TICK_MS);
 	if (u->in.data == NULL) {
 		if ((u->in.data = worker_buf_get(w)) == NULL) {
 			c->up = NULL;
@@ -529,9 +601,14 @@ up_parse(struct upconn *u)
 	if (buf_len(&u->in) == 0 || c->x.resp_done)
 		return 0;
 	if ((step = h1_frame_step(&c->out)) == 0) {
+		if (c->x.head_held) {
+			/* a first event bigger than the buffer: the head cannot wait for it */
+			up_hold_release(c);
+			return 1;	/* the client may take the bytes now */
+		}
 		if (c->out.rpos == 0)
 			return 0;
-		buf_compact(&c->out);
+		up_out_compact(c);
 		if ((step = h1_frame_step(&c->out)) == 0)
 			return 0;
 	}
@@ -577,7 +654,7 @@ up_parse(struct upconn *u)
 		upstream_fail(u, UPE_BAD);
 		return -1;
 	}
-	if (u->head_done && !c->x.resp_started) {
+	if (u->head_done && !c->x.resp_started && !c->x.head_held) {
 		c->x.resp_started = 1;
 		c->phase = c->x.msg_done ? CP_SENT : c->phase;
 	}
@@ -677,7 +754,7 @@ upstream_drive(struct upconn *u)
 		break;
 	}
 	if (progress && u->phase == UP_BUSY && !c->x.resp_done)
-		ev_timer_after(&w->loop, &u->timer, w->conf->timeout.upstream_response_ms);
+		up_timer(u);
 	if (buf_len(&u->in) > 0) {
 		int r = up_parse(u);
 
@@ -698,7 +775,7 @@ upstream_drive(struct upconn *u)
 				/* the last chunk needs room: after the client took some */
 				if (c->out.rpos == 0)
 					return progress;
-				buf_compact(&c->out);
+				up_out_compact(c);
 			}
 			err = llhttp_finish(&u->parser);
 
@@ -741,6 +818,18 @@ upstream_fail(struct upconn *u, enum up_err e)
 
 	if (e != UPE_STATUS)
 		up_note_fail(w, slot);	/* a 5xx was counted with its head */
+	if (c->x.head_held) {
+		/* nothing of this answer reached the client: take its head back */
+		c->out.wpos = c->x.hold_mark;
+		if (c->out.rpos == c->out.wpos)
+			buf_reset(&c->out);
+		c->x.head_held = 0;
+		c->x.status = 0;
+		if (e != UPE_TIMEOUT && e != UPE_STATUS)
+			e = UPE_HELD;
+		shm_ctr_add(&up_ctr(u)->held_fails, 1);
+	}
+	c->x.mid_chunk = u->fr.chunk_open;
 	log_debug("upstream %s: attempt failed (%d)", w->wb[slot].name, (int)e);
 	llm_attempt_done(u, 0);
 	upstream_release(u, 0);
@@ -786,5 +875,65 @@ upstream_timeout(struct ev_loop *l, struct ev_timer *t)
 		upstream_fail(u, UPE_CONNECT);
 		return;
 	}
-	upstream_fail(u, u->got_bytes ? UPE_TRUNCATED : UPE_TIMEOUT);
+	u->cl->x.timed_out = 1;
+	upstream_fail(u, u->got_bytes && !u->cl->x.head_held ? UPE_TRUNCATED : UPE_TIMEOUT);
+}
+
+/*
+ * Every UPSTREAM_DOWN_TICK_MS while this worker has attempts out: a
+ * backend the prober has just marked down releases the attempts still
+ * waiting there for their first byte (or, with the head held, for their
+ * first event) that may safely move on; they go to another backend.  The
+ * others wait on their own timers: the backend may still answer them.
+ */
+void
+upstream_down_sweep(struct worker *w)
+{
+	struct client	*c, *next;
+	uint32_t	 slot;
+	int		 busy = 0, gone = 0;
+
+	for (slot = 0; slot < w->shm->max_backends; slot++) {
+		int down;
+
+		if (!w->view.be[slot].inuse) {
+			w->wb[slot].down = 0;
+			continue;
+		}
+		if (atomic_load_explicit(&shm_ctr(w->shm, w->index, slot)->inflight,
+		    memory_order_relaxed) > 0)
+			busy = 1;
+		down = atomic_load_explicit(&shm_slot(w->shm, slot)->health,
+		    memory_order_relaxed) == SHM_HEALTH_DOWN;
+		if (!down)
+			w->wb[slot].down = 0;
+		else if (w->wb[slot].down == 0) {
+			w->wb[slot].down = 2;	/* newly down: swept below */
+			gone = 1;
+		}
+	}
+	if (gone) {
+		for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
+			struct upconn *u = c->up;
+
+			next = TAILQ_NEXT(c, entry);
+			if (c->closed || u == NULL || u->closed || w->wb[u->slot].down != 2 ||
+			    (u->got_bytes && !c->x.head_held) || !c->x.msg_done ||
+			    !c->x.fwd_whole || !exchange_replay_ok(c))
+				continue;
+			/* with nowhere else to go, the backend may still answer it */
+			if (c->x.attempts > w->conf->retries.max ||
+			    !balance_any_eligible(&w->view, (uint32_t)c->x.pool, &c->x.breq))
+				continue;
+			log_debug("upstream %s: down: a waiting attempt moves on",
+			    w->wb[u->slot].name);
+			shm_ctr_add(&up_ctr(u)->down_released, 1);
+			upstream_fail(u, u->phase == UP_CONNECTING ? UPE_CONNECT : UPE_TIMEOUT);
+		}
+		for (slot = 0; slot < w->shm->max_backends; slot++)
+			if (w->wb[slot].down == 2)
+				w->wb[slot].down = 1;
+	}
+	if (busy)
+		ev_timer_after(&w->loop, &w->down_timer, UPSTREAM_DOWN_TICK_MS);
 }

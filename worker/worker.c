@@ -230,6 +230,12 @@ worker_queue_tick(struct ev_loop *l, struct ev_timer *t)
 }
 
 static void
+worker_down_tick(struct ev_loop *l, struct ev_timer *t)
+{
+	upstream_down_sweep((struct worker *)((char *)t - offsetof(struct worker, down_timer)));
+}
+
+static void
 worker_resume_accept(struct ev_loop *l, struct ev_timer *t)
 {
 	struct worker	*w = (struct worker *)((char *)t - offsetof(struct worker, accept_timer));
@@ -473,6 +479,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 		return 1;
 	ev_timer_init(&w.accept_timer, worker_resume_accept);
 	ev_timer_init(&w.queue_timer, worker_queue_tick);
+	ev_timer_init(&w.down_timer, worker_down_tick);
 	TAILQ_INIT(&w.waitq);
 	request_settings(&w.req_settings);
 	upstream_settings(&w.resp_settings);

@@ -108,12 +108,19 @@ struct exchange {
 	uint64_t		 t_fail;	/* ms: that failure */
 	uint64_t		 t_queued;	/* ms: entered the wait queue */
 	unsigned		 queued:1, retry_wait:1, on_backup_pool:1,
-				 retried_same:1;
+				 retried_same:1,
+				 llm_replay:1;	/* an LLM request of a pool that holds heads:
+						   replayable until its first event shows */
 	/* the response */
 	enum body_kind		 resp_body;	/* framing towards the client */
 	unsigned		 resp_started:1, resp_done:1, head_sent:1,
 				 resp_close:1,
-				 cut:1;		/* the response broke: close once out is sent */
+				 cut:1,		/* the response broke: close once out is sent */
+				 head_held:1,	/* out holds the head from hold_mark on, unsent */
+				 mid_chunk:1,	/* the broken attempt stopped inside a chunk */
+				 timed_out:1,	/* ...on its timer */
+				 err_event:1;	/* a stream ended by our error event */
+	uint32_t		 hold_mark;	/* out.wpos before the held head */
 	int			 status;	/* final status sent to the client */
 	uint64_t		 bytes_out;
 	/* timings, ms, monotonic */
@@ -165,7 +172,8 @@ struct upconn {
 	unsigned		 rd_ready:1, wr_ready:1, closed:1, reused:1,
 				 got_bytes:1, eof:1, no_reuse:1, interim:1,
 				 head_done:1, parser_eof_body:1,
-				 keepalive:1, hup:1, retry_status:1;
+				 keepalive:1, hup:1, retry_status:1,
+				 ft_armed:1;	/* the first_token deadline is set */
 	struct h1_framer	 fr;		/* the response body towards the client */
 	uint64_t		 t_sent;	/* ms: request fully handed to the socket */
 	uint64_t		 nreq;
@@ -182,6 +190,7 @@ struct wbackend {
 	struct sockaddr_storage	 sa;
 	socklen_t		 salen;
 	char			 name[SHM_NAME_MAX];
+	int			 down;		/* the prober's DOWN was seen (and acted on) */
 };
 
 struct listener {
@@ -211,6 +220,7 @@ struct worker {
 	struct clientq		 waitq;		/* requests waiting for a backend slot (FIFO) */
 	size_t			 nwait;
 	int			 queue_kick;
+	struct ev_timer		 down_timer;	/* releases first-byte waiters at backends gone down */
 	struct ev_timer		 queue_timer;	/* re-tries the queue: slots also free in other workers */
 	struct upq		 uzombies;
 	int			 draining;
@@ -297,6 +307,8 @@ int	 upstream_drive(struct upconn *);
 void	 upstream_release(struct upconn *, int reuse);
 void	 upstream_settings(llhttp_settings_t *);
 void	 upstream_close_idle(struct worker *, uint32_t slot);
+#define UPSTREAM_DOWN_TICK_MS	100
+void	 upstream_down_sweep(struct worker *);
 
 /* accesslog.c */
 void	 accesslog_open(struct worker *);

@@ -116,6 +116,32 @@ if (process.env.BASE_LLM) {
 		seq.push(response.headers.get('x-backend'));
 	}
 	check(new Set(seq).size === 1, `llm strategy: one at a time, a shared prompt stays on one backend: ${seq.join(',')}`);
+	// the llm pool holds each stream's head until its first event: a backend that
+	// drops every connection is retried on the other, and the SDK never sees it
+	// routerd's count of failed attempts at demo-1, from its admin /metrics
+	const fails1 = async () => (await (await fetch(`${process.env.ADMIN_LLM}/metrics`)).text())
+		.split('\n').filter((l) => l.startsWith('routerd_backend_failures_total{') && l.includes('backend="demo-1"'))
+		.reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+	const f0 = await fails1();
+	await fault(0, 'close');
+	const hr = await pool(20, 5, async (i) => {
+		const s = await llm.chat.completions.create(
+			{ model: 'demo-model', stream: true, max_tokens: 4,
+			  messages: [{ role: 'user', content: `held ${i} ${'x'.repeat(i * 37)}` }] });
+		let text = '', finish = null;
+		for await (const chunk of s)
+			for (const c of chunk.choices) {
+				text += c.delta?.content ?? '';
+				if (c.finish_reason) finish = c.finish_reason;
+			}
+		return { text, finish };
+	});
+	const hwhole = hr.filter((x) => !(x instanceof Error) && /^Hello from demo-2( again)+$/.test(x.text) && x.finish);
+	const dropped = await fails1() - f0;
+	check(hwhole.length === 20 && dropped > 0,
+		`llm strategy: 20 streams while demo-1 drops every connection: ${hwhole.length} whole from demo-2, ` +
+		`${dropped} attempts dropped at demo-1 and retried unseen${errs(hr)}`);
+	await fault(0, 'none');
 }
 
 // 4. the other endpoints
@@ -170,19 +196,36 @@ check(killedAt > 0 && after.length === 0 && ok502 && lost.length <= 20,
 	` answered 502, ${after.length} sent after the kill failed` + (ok502 ? '' : errs(r)));
 
 // 8. a stream cut by its backend must fail, not end as if complete: some chunks arrive,
-// then the SDK raises a connection error (not an HTTP error: the answer had begun)
+// then the SDK raises a connection error (not an HTTP error: the answer had begun).
+// The same cut through the llm pool ends with routerd's error event, which the SDK
+// raises as an APIError with code upstream_stream_broken.
+async function cut(c) {
+	let got = 0;
+	try {
+		const s = await c.chat.completions.create(
+			{ model: 'demo-model', messages: msgs, stream: true, max_tokens: 30 },
+			{ headers: { 'X-Fake-Delay-Ms': '300' } });
+		for await (const chunk of s)
+			got += chunk.choices.length;
+		return { got, e: null };
+	} catch (e) {
+		return { got, e };
+	}
+}
 setTimeout(() => process.kill(pid[1], 'SIGKILL'), 1000);
-let got = 0;
-try {
-	const s = await client.chat.completions.create(
-		{ model: 'demo-model', messages: msgs, stream: true, max_tokens: 30 },
-		{ headers: { 'X-Fake-Delay-Ms': '300' } });
-	for await (const chunk of s)
-		got += chunk.choices.length;
-	check(false, `stream cut by kill -9 of its backend ended cleanly after ${got} chunks`);
-} catch (e) {
-	check(got >= 1 && e.status === undefined,
-		`stream cut by kill -9 of its backend: ${got} chunks, then the SDK raised ${e.constructor.name}: ${e.message}`);
+const llmc = process.env.BASE_LLM ?
+	new OpenAI({ baseURL: process.env.BASE_LLM, apiKey: 'sk-test', maxRetries: 0, timeout: 20000 }) : null;
+const [c1, c2] = await Promise.all([cut(client), llmc ? cut(llmc) : null]);
+if (c1.e === null)
+	check(false, `stream cut by kill -9 of its backend ended cleanly after ${c1.got} chunks`);
+else
+	check(c1.got >= 1 && c1.e.status === undefined,
+		`stream cut by kill -9 of its backend: ${c1.got} chunks, then the SDK raised ${c1.e.constructor.name}: ${c1.e.message}`);
+if (c2 !== null) {
+	const code = c2.e?.code ?? c2.e?.error?.code;
+	check(c2.e !== null && c2.got >= 1 && code === 'upstream_stream_broken',
+		`llm strategy: the same cut: ${c2.got} chunks, then the SDK raised ` +
+		(c2.e ? `${c2.e.constructor.name} (code ${code}): ${c2.e.message}` : 'nothing: it ended cleanly'));
 }
 
 console.log(failed ? `openai-check: ${failed} FAILED` : 'openai-check: all passed');

@@ -30,7 +30,7 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-P1=$(port) P2=$(port) PR=$(port) PL=$(port)
+P1=$(port) P2=$(port) PR=$(port) PL=$(port) PA=$(port)
 "$B/fakebe" -l 127.0.0.1:$P1 -n demo-1 -m demo-model >/dev/null & be1=$!; pids+=($be1); disown $be1
 "$B/fakebe" -l 127.0.0.1:$P2 -n demo-2 -m demo-model >/dev/null & be2=$!; pids+=($be2); disown $be2
 cat >"$W/routerd.yaml" <<CONF
@@ -54,6 +54,7 @@ CONF
 sed -e "s/127.0.0.1:$PR/127.0.0.1:$PL/" -e "s|$W/routerd.pid|$W/llm.pid|" \
     -e "s|$W/routerd.sock|$W/llm.sock|" -e 's/^backends:/strategy: llm\nbackends:/' \
     "$W/routerd.yaml" >"$W/llm.yaml"
+printf 'admin:\n  address: 127.0.0.1:%s\n' "$PA" >>"$W/llm.yaml"
 "$B/routerd" -d -f "$W/llm.yaml" 2>"$W/llm.log" & pids+=($!)
 up=0
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PR/v1/models" && { up=1; break; }; sleep 0.05; done
@@ -63,7 +64,7 @@ for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PL/v1/models" &
 if [ $up = 0 ]; then echo "check-sdk: the llm routerd did not come up"; cat "$W/llm.log"; exit 1; fi
 
 rc=0
-BASE=http://127.0.0.1:$PR/v1 BASE_LLM=http://127.0.0.1:$PL/v1 BE1=http://127.0.0.1:$P1 BE2=http://127.0.0.1:$P2 \
+BASE=http://127.0.0.1:$PR/v1 BASE_LLM=http://127.0.0.1:$PL/v1 ADMIN_LLM=http://127.0.0.1:$PA BE1=http://127.0.0.1:$P1 BE2=http://127.0.0.1:$P2 \
 	BE1_PID=$be1 BE2_PID=$be2 node "$B/sdk/openai-check.mjs" || rc=$?
 if [ $rc -ne 0 ]; then echo "--- routerd.log"; tail -20 "$W/routerd.log"; fi
 exit $rc

@@ -95,3 +95,27 @@ Test(retry, statuses_follow_the_bitmap_and_the_budget)
 	f.complete = 0;
 	cr_assert_not(retry_status_wanted(bm, 503, &f, 1, 3));
 }
+
+Test(retry, held_llm_stream_failures)
+{
+	uint8_t			 bm[600 / 8] = { 0 };
+	struct retry_facts	 f = facts(UPE_HELD, 1);
+	int			 s;
+
+	cr_assert(retry_replayable(&f), "broke after a held head: nothing shown");
+	f.answered = 1;
+	cr_assert_not(retry_replayable(&f), "the head went out: too late");
+	f = facts(UPE_HELD, 0);
+	cr_assert_not(retry_replayable(&f), "not replay-safe: stays");
+	/* an LLM request of a holding pool: any 5xx is retried, not 4xx */
+	f = facts(UPE_STATUS, 1);
+	f.llm = 1;
+	for (s = 100; s < 600; s++)
+		cr_assert(retry_status_wanted(bm, s, &f, 1, 3) == (s >= 500),
+		    "status %d", s);
+	cr_assert_not(retry_status_wanted(bm, 500, &f, 4, 3), "out of retries");
+	f.answered = 1;
+	cr_assert_not(retry_status_wanted(bm, 500, &f, 1, 3), "shown already");
+	f = facts(UPE_STATUS, 1);
+	cr_assert_not(retry_status_wanted(bm, 500, &f, 1, 3), "not llm: on_status only");
+}
