@@ -102,21 +102,6 @@ balance_excluded(const struct bal_req *r, uint32_t slot)
 	return 0;
 }
 
-int
-balance_any_eligible(struct wview *v, uint32_t pool, const struct bal_req *r)
-{
-	const struct wpool	*p;
-	size_t			 i;
-
-	if (pool >= v->npools)
-		return 0;
-	p = &v->pools[pool];
-	for (i = 0; i < p->n; i++)
-		if (!balance_excluded(r, p->idx[i]) && balance_eligible(v, p->idx[i]))
-			return 1;
-	return 0;
-}
-
 /*
  * 1 when the backend in slot serves model (-1: any): it declares it, and
  * the prober has not taken that (backend, model) pair out (bit i of its
@@ -133,6 +118,22 @@ balance_serves(const struct wview *v, uint32_t slot, int model)
 	for (i = 0; i < b->nmodels; i++)
 		if (b->models[i] == (uint32_t)model)
 			return !((shm_models_out(shm_slot(v->shm, slot)) >> i) & 1);
+	return 0;
+}
+
+int
+balance_any_eligible(struct wview *v, uint32_t pool, const struct bal_req *r)
+{
+	const struct wpool	*p;
+	size_t			 i;
+
+	if (pool >= v->npools)
+		return 0;
+	p = &v->pools[pool];
+	for (i = 0; i < p->n; i++)
+		if (!balance_excluded(r, p->idx[i]) && balance_eligible(v, p->idx[i]) &&
+		    balance_serves(v, p->idx[i], r->model))
+			return 1;
 	return 0;
 }
 
@@ -385,7 +386,6 @@ cost_tokens(struct wview *v, uint32_t slot)
 		t = 0;
 	return ((uint64_t)t << 16) + (cost_inflight(v, slot) & 0xffff);
 }
-
 
 /*
  * The llm strategy (DESIGN "LLM routing").  Each candidate has a load, in

@@ -175,7 +175,7 @@ int	 balance_pick(struct wview *, uint32_t pool, const struct bal_req *);
 
 /* 1 if slot may take a request now (health, breaker, flags, max_conns). */
 int	 balance_eligible(struct wview *, uint32_t slot);
-/* 1 when some member of pool, not excluded by r, could take a request now. */
+/* 1 when some member of pool, not excluded by r and serving r's model, could take a request now. */
 int	 balance_any_eligible(struct wview *, uint32_t pool, const struct bal_req *r);
 
 /* 1 if some backend of pool serves model id. */

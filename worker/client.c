@@ -145,6 +145,7 @@ client_reply(struct client *c, int status, const char *msg)
 		client_close(c);
 		return;
 	}
+	c->x.head_held = 0;	/* out is ours again: a held head is dropped below */
 	close_it = !c->x.msg_done || c->x.close_after || c->w->draining ||
 	    status == 400 || status == 408 || status == 413 || status == 414 ||
 	    status == 431 || status == 417 || status == 501 || status == 505 ||
@@ -332,16 +333,25 @@ client_read(struct client *c)
 	return -1;
 }
 
+/* Bytes in out the client may be sent now (not a held head, nor what follows it). */
+static size_t
+client_out_pending(const struct client *c)
+{
+	if (c->out.data == NULL)
+		return 0;
+	if (c->x.head_held)
+		return c->x.hold_mark > c->out.rpos ? c->x.hold_mark - c->out.rpos : 0;
+	return buf_len(&c->out);
+}
+
 static int
 client_write(struct client *c)
 {
 	ssize_t	n;
 
-	size_t	want = buf_len(&c->out);
-
 	/* a held head (llm.hold_headers) and what follows it wait; what is before it goes */
-	if (c->x.head_held)
-		want = c->x.hold_mark > c->out.rpos ? c->x.hold_mark - c->out.rpos : 0;
+	size_t	want = client_out_pending(c);
+
 	if (want == 0)
 		return 0;
 	n = write(c->io.fd, c->out.data + c->out.rpos, want);
@@ -472,7 +482,7 @@ client_drive(struct client *c)
 	} while (progress);
 
 	/* a slow reader holds our response: that is what the idle timer is for */
-	if (c->out.data != NULL && buf_len(&c->out) > 0 && c->phase == CP_SENT)
+	if (client_out_pending(c) && c->phase == CP_SENT)
 		ev_timer_after(&c->w->loop, &c->timer, c->w->conf->timeout.client_idle_ms);
 }
 
@@ -522,7 +532,7 @@ client_timeout(struct ev_loop *l, struct ev_timer *t)
 		break;
 	case CP_SENT:
 		/* only armed while the client does not read our response */
-		if (c->out.data != NULL && buf_len(&c->out) > 0)
+		if (client_out_pending(c))
 			client_close(c);
 		break;
 	case CP_WAIT:

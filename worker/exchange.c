@@ -224,7 +224,7 @@ exchange_start(struct client *c)
 	if (models_route(c) == -1)
 		return;
 	/* an inference has no side effect to repeat: until its answer shows, it may move on */
-	c->x.llm_replay = c->x.llm != NULL && w->conf->llm.hold_headers;
+	c->x.llm_replay = c->x.infer && c->x.llm != NULL && w->conf->llm.hold_headers;
 	if (upstream_attach(c) == -1) {
 		exchange_no_backend(c);
 		return;
@@ -263,6 +263,39 @@ exchange_replay_ok(const struct client *c)
 }
 
 /*
+ * An inference that is not streamed sends nothing until it is done: one
+ * past upstream_response may still be generating there, and running it
+ * again elsewhere would double a long generation.  Not replayed for
+ * that alone (unless replay is allowed on other grounds).
+ */
+static int
+exchange_still_running(const struct client *c, enum up_err e)
+{
+	return e == UPE_TIMEOUT && c->x.llm_replay && !c->x.llm->stream &&
+	    !c->x.idempotent && !c->w->conf->retries.non_idempotent;
+}
+
+/*
+ * Could another backend take this request now, were its attempt given up?
+ * Retries left, and an eligible member, serving its model, of its pool
+ * or of the pool's backup pool.
+ */
+int
+exchange_can_move(struct client *c)
+{
+	struct worker	*w = c->w;
+	int		 bp;
+
+	if (c->x.attempts > w->conf->retries.max || c->x.pool < 0)
+		return 0;
+	if (balance_any_eligible(&w->view, (uint32_t)c->x.pool, &c->x.breq))
+		return 1;
+	bp = !c->x.on_backup_pool && (size_t)c->x.pool < w->conf->npools ?
+	    w->backup_pool[c->x.pool] : -1;
+	return bp >= 0 && balance_any_eligible(&w->view, (uint32_t)bp, &c->x.breq);
+}
+
+/*
  * An attempt on slot failed with e, and its connection is released
  * (reused: it was a pooled one).  Before any response byte reached the
  * client the request moves to another backend when replay is safe;
@@ -282,7 +315,8 @@ exchange_failed(struct client *c, uint32_t slot, enum up_err e, int reused)
 	 * with a retryable status (only asked for idempotent requests).
 	 */
 	replay = retry_replayable(&(struct retry_facts){ .err = e,
-	    .idempotent = exchange_replay_ok(c), .held = c->x.fwd_whole,
+	    .idempotent = exchange_replay_ok(c) && !exchange_still_running(c, e),
+	    .held = c->x.fwd_whole,
 	    .answered = c->x.resp_started || c->x.head_sent, .complete = c->x.msg_done });
 	if ((e == UPE_EMPTY || e == UPE_SEND) && reused && replay) {
 		/*

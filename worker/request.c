@@ -120,6 +120,25 @@ req_rid_ok(const char *p, size_t len)
 	return 1;
 }
 
+/*
+ * The OpenAI inference endpoints, whose POSTs generate and change nothing:
+ * what llm.hold_headers may replay until its answer shows.
+ */
+static int
+req_infer_path(const char *path, size_t plen)
+{
+	static const char *const infer[] = { "/v1/chat/completions", "/v1/completions" };
+	size_t	i, n;
+
+	for (i = 0; i < sizeof(infer) / sizeof(infer[0]); i++) {
+		n = strlen(infer[i]);
+		if (plen >= n && memcmp(path, infer[i], n) == 0 &&
+		    (plen == n || path[n] == '?'))
+			return 1;
+	}
+	return 0;
+}
+
 /* A request id: 128 random bits in hex, from the worker's generator. */
 void
 request_make_id(struct client *c)
@@ -276,6 +295,7 @@ req_on_headers_complete(llhttp_t *p)
 	c->x.fr.out = &c->fwd;
 	c->x.fr.to = r.body == BODY_CHUNKED ? BODY_CHUNKED : BODY_LENGTH;
 	c->x.fr.from_eof = c->x.fr.chunk_open = 0;
+	c->x.infer = p->method == HTTP_POST && req_infer_path(path, plen);
 	c->x.local_models = p->method == HTTP_GET && plen >= 10 &&
 	    memcmp(path, "/v1/models", 10) == 0 && (plen == 10 || path[10] == '?') &&
 	    models_declared(c->w);

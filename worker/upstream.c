@@ -20,6 +20,54 @@
 static void	upstream_io(struct ev_loop *, struct ev_io *, uint32_t);
 static void	upstream_timeout(struct ev_loop *, struct ev_timer *);
 static void	upstream_fail(struct upconn *, enum up_err);
+static struct shm_counters *up_ctr(struct upconn *);
+
+/*
+ * The answer's head counts at its backend: its status, its latency (the
+ * live figure least_latency ranks by), the breaker's input, and the
+ * failover it ended.  A held head counts when it is released: a backend
+ * that sends heads and then fails is not a success.
+ */
+static void
+up_head_count(struct upconn *u, int status)
+{
+	struct client		*c = u->cl;
+	struct worker		*w = u->w;
+	struct shm_counters	*k = up_ctr(u);
+	uint64_t		 lat;
+
+	if (c->x.fail_slot >= 0) {
+		/* a failover that worked: counted at the backend that failed first */
+		struct shm_counters *fk = shm_ctr(w->shm, w->index,
+		    (uint32_t)c->x.fail_slot);
+
+		shm_ctr_add(&fk->failover_ok, 1);
+		shm_ctr_add(&fk->failover_us, (w->loop.now - c->x.t_fail) * 1000);
+		atomic_store_explicit(&fk->last_failover_ms, shm_now_ms(),
+		    memory_order_relaxed);
+		c->x.fail_slot = -1;
+	}
+	lat = (w->loop.now - c->x.t_start) * 1000;
+	shm_ctr_add(&k->status[status / 100 <= 5 ? status / 100 : 0], 1);
+	shm_ctr_add(&k->lat_sum_us, lat);
+	shm_ctr_add(&k->lat_hist[shm_lat_bucket(lat)], 1);
+	{
+		/* live latency for least_latency: an EWMA, 1/8 per answer */
+		uint64_t old = atomic_load_explicit(&k->live_lat_us,
+		    memory_order_relaxed);
+
+		atomic_store_explicit(&k->live_lat_us, old ? (old * 7 + lat) / 8 :
+		    lat, memory_order_relaxed);
+		atomic_store_explicit(&k->live_lat_ms, shm_now_ms(),
+		    memory_order_relaxed);
+	}
+	/* the breaker's input: 5xx is a failed request, anything else a success */
+	if (status >= 500) {
+		shm_ctr_add(&k->fails, 1);
+		shm_ctr_add(&k->consec_fails, 1);
+	} else
+		atomic_store_explicit(&k->consec_fails, 0, memory_order_relaxed);
+}
 
 /*
  * A held head (llm.hold_headers) goes to the client: the attempt's first
@@ -33,6 +81,7 @@ up_hold_release(struct client *c)
 		return;
 	c->x.head_held = 0;
 	c->x.head_sent = 1;
+	up_head_count(c->up, c->x.status);
 }
 
 /* Compact the client's out; a held head moves with it. */
@@ -159,8 +208,6 @@ resp_on_headers_complete(llhttp_t *p)
 	struct conn_tokens	 ct;
 	struct h1_resp		 hr;
 	int			 status = p->status_code, keep, nobody;
-	struct shm_counters	*k = up_ctr(u);
-	uint64_t		 lat;
 
 	u->head_done = 1;
 	if (status < 100 || status > 599)
@@ -172,7 +219,8 @@ resp_on_headers_complete(llhttp_t *p)
 	if (retry_status_wanted(c->w->retry_status, status, &(struct retry_facts){
 	    .err = UPE_STATUS, .idempotent = exchange_replay_ok(c), .held = c->x.fwd_whole,
 	    .answered = c->x.resp_started || c->x.head_sent, .complete = c->x.msg_done,
-	    .llm = c->x.llm_replay },
+	    /* any 5xx, when another backend can take it: else this one's own error goes out */
+	    .llm = c->x.llm_replay && status >= 500 && exchange_can_move(c) },
 	    c->x.attempts, c->w->conf->retries.max)) {
 		/* not forwarded: another backend may answer it (upstream_fail decides) */
 		u->retry_status = 1;
@@ -227,7 +275,7 @@ resp_on_headers_complete(llhttp_t *p)
 		 * head with the first event, so that an attempt that breaks
 		 * or stalls before it can still move on unseen.
 		 */
-		if (c->x.llm_replay && c->x.llm != NULL && c->x.llm->stream) {
+		if (c->x.llm_replay && c->x.llm->stream) {
 			c->x.head_held = 1;
 			c->x.hold_mark = (uint32_t)start;
 		} else
@@ -235,37 +283,8 @@ resp_on_headers_complete(llhttp_t *p)
 	}
 
 	c->x.status = status;
-	if (c->x.fail_slot >= 0) {
-		/* a failover that worked: counted at the backend that failed first */
-		struct shm_counters *fk = shm_ctr(c->w->shm, c->w->index,
-		    (uint32_t)c->x.fail_slot);
-
-		shm_ctr_add(&fk->failover_ok, 1);
-		shm_ctr_add(&fk->failover_us, (c->w->loop.now - c->x.t_fail) * 1000);
-		atomic_store_explicit(&fk->last_failover_ms, shm_now_ms(),
-		    memory_order_relaxed);
-		c->x.fail_slot = -1;
-	}
-	lat = (c->w->loop.now - c->x.t_start) * 1000;
-	shm_ctr_add(&k->status[status / 100 <= 5 ? status / 100 : 0], 1);
-	shm_ctr_add(&k->lat_sum_us, lat);
-	shm_ctr_add(&k->lat_hist[shm_lat_bucket(lat)], 1);
-	{
-		/* live latency for least_latency: an EWMA, 1/8 per answer */
-		uint64_t old = atomic_load_explicit(&k->live_lat_us,
-		    memory_order_relaxed);
-
-		atomic_store_explicit(&k->live_lat_us, old ? (old * 7 + lat) / 8 :
-		    lat, memory_order_relaxed);
-		atomic_store_explicit(&k->live_lat_ms, shm_now_ms(),
-		    memory_order_relaxed);
-	}
-	/* the breaker's input: 5xx is a failed request, anything else a success */
-	if (status >= 500) {
-		shm_ctr_add(&k->fails, 1);
-		shm_ctr_add(&k->consec_fails, 1);
-	} else
-		atomic_store_explicit(&k->consec_fails, 0, memory_order_relaxed);
+	if (!c->x.head_held)
+		up_head_count(u, status);
 	/*
 	 * No body: tell llhttp so (1), or it would wait for the Content-Length
 	 * bytes a 204 or 304 never has.  A body: pause, so that up_parse()
@@ -552,8 +571,11 @@ upstream_attach(struct client *c)
 	u->nreq++;
 	u->ft_armed = 0;
 	c->x.timed_out = 0;
-	if (!ev_timer_armed(&w->down_timer))
+	if (!ev_timer_armed(&w->down_timer)) {
+		/* the sweep slept: what is down now is not news to it */
+		upstream_down_seen(w);
 		ev_timer_after(&w->loop, &w->down_timer, UPSTREAM_DOWN_TICK_MS);
+	}
 	if (u->in.data == NULL) {
 		if ((u->in.data = worker_buf_get(w)) == NULL) {
 			c->up = NULL;
@@ -756,11 +778,15 @@ upstream_drive(struct upconn *u)
 	if (progress && u->phase == UP_BUSY && !c->x.resp_done)
 		up_timer(u);
 	if (buf_len(&u->in) > 0) {
+		int first = c->x.llm != NULL && c->x.llm->t_first_us == 0;
 		int r = up_parse(u);
 
 		if (r == -1)
 			return -1;
 		progress |= r;
+		/* the first body byte lifts timeout.first_token: timeout.stream_idle from here */
+		if (first && c->x.llm->t_first_us != 0 && !c->x.resp_done)
+			up_timer(u);
 	}
 	if (u->eof && buf_len(&u->in) == 0 && !c->x.resp_done) {
 		if (!u->got_bytes) {
@@ -773,8 +799,12 @@ upstream_drive(struct upconn *u)
 
 			if (buf_room(&c->out) < H1_FRAME_MARGIN) {
 				/* the last chunk needs room: after the client took some */
-				if (c->out.rpos == 0)
-					return progress;
+				if (c->out.rpos == 0) {
+					if (!c->x.head_held)
+						return progress;
+					up_hold_release(c);
+					return 1;
+				}
 				up_out_compact(c);
 			}
 			err = llhttp_finish(&u->parser);
@@ -875,6 +905,11 @@ upstream_timeout(struct ev_loop *l, struct ev_timer *t)
 		upstream_fail(u, UPE_CONNECT);
 		return;
 	}
+	if (u->head_done && !u->cl->x.head_held && h1_frame_step(&u->cl->out) == 0) {
+		/* we stopped reading: the client has not taken what we have; its own timer is for that */
+		up_timer(u);
+		return;
+	}
 	u->cl->x.timed_out = 1;
 	upstream_fail(u, u->got_bytes && !u->cl->x.head_held ? UPE_TRUNCATED : UPE_TIMEOUT);
 }
@@ -887,12 +922,25 @@ upstream_timeout(struct ev_loop *l, struct ev_timer *t)
  * others wait on their own timers: the backend may still answer them.
  */
 void
+upstream_down_seen(struct worker *w)
+{
+	uint32_t	slot;
+
+	for (slot = 0; slot < w->shm->max_backends; slot++)
+		w->wb[slot].down = w->view.be[slot].inuse &&
+		    atomic_load_explicit(&shm_slot(w->shm, slot)->health,
+		    memory_order_relaxed) == SHM_HEALTH_DOWN;
+}
+
+void
 upstream_down_sweep(struct worker *w)
 {
 	struct client	*c, *next;
 	uint32_t	 slot;
 	int		 busy = 0, gone = 0;
 
+	/* armed first: the attempts released below attach elsewhere, which would refresh the marks */
+	ev_timer_after(&w->loop, &w->down_timer, UPSTREAM_DOWN_TICK_MS);
 	for (slot = 0; slot < w->shm->max_backends; slot++) {
 		int down;
 
@@ -922,8 +970,7 @@ upstream_down_sweep(struct worker *w)
 			    !c->x.fwd_whole || !exchange_replay_ok(c))
 				continue;
 			/* with nowhere else to go, the backend may still answer it */
-			if (c->x.attempts > w->conf->retries.max ||
-			    !balance_any_eligible(&w->view, (uint32_t)c->x.pool, &c->x.breq))
+			if (!exchange_can_move(c))
 				continue;
 			log_debug("upstream %s: down: a waiting attempt moves on",
 			    w->wb[u->slot].name);
@@ -934,6 +981,6 @@ upstream_down_sweep(struct worker *w)
 			if (w->wb[slot].down == 2)
 				w->wb[slot].down = 1;
 	}
-	if (busy)
-		ev_timer_after(&w->loop, &w->down_timer, UPSTREAM_DOWN_TICK_MS);
+	if (!busy)
+		ev_timer_stop(&w->loop, &w->down_timer);
 }

@@ -94,6 +94,7 @@ struct exchange {
 				 expect_100:1, http10:1, is_head:1, idempotent:1,
 				 started:1,	/* routing began */
 				 trailers:1, local_models:1,
+				 infer:1,	/* POST to an inference endpoint (req_infer_path()) */
 				 holding:1,	/* body received whole before routing */
 				 hold_nomem:1,	/* not held: limits.hold_memory was spent */
 				 hold_over:1,	/* the body outgrew limits.hold */
@@ -298,6 +299,7 @@ struct shm_poolq *exchange_poolq(struct client *);
 int	 exchange_retry_later(struct client *, uint32_t slot);
 void	 exchange_reset(struct client *);
 int	 exchange_replay_ok(const struct client *);
+int	 exchange_can_move(struct client *);
 /* An attempt on slot failed (its connection released): retry it elsewhere, or answer the client. */
 void	 exchange_failed(struct client *, uint32_t slot, enum up_err, int reused);
 
@@ -309,6 +311,7 @@ void	 upstream_settings(llhttp_settings_t *);
 void	 upstream_close_idle(struct worker *, uint32_t slot);
 #define UPSTREAM_DOWN_TICK_MS	100
 void	 upstream_down_sweep(struct worker *);
+void	 upstream_down_seen(struct worker *);
 
 /* accesslog.c */
 void	 accesslog_open(struct worker *);
