@@ -180,6 +180,7 @@ llm_attempt(struct upconn *u, int dir)
 			lr->events = lr->sse = 0;
 			lr->nl = 1;
 			lr->bound = 1;
+			lr->evdata = lr->began = 0;
 			lr->tail_len = 0;
 			lr->done = 0;
 			ADD(&p->reqs, 1);
@@ -232,28 +233,38 @@ llm_resp_data(struct upconn *u, const char *at, size_t len)
 	now = llm_now_us();
 	p = shm_pair(w->shm, w->index, u->slot, (uint32_t)lr->pair);
 	k = shm_ctr(w->shm, w->index, u->slot);
-	if (lr->t_first_us == 0) {
-		lr->t_first_us = lr->t_event_us = now;
+	if (!lr->began) {
+		lr->began = 1;
 		/* an event stream begins with a field or a comment, JSON with { or [ */
 		for (i = 0; i < len && (at[i] == ' ' || at[i] == '\n' || at[i] == '\r' ||
 		    at[i] == '\t'); i++)
 			;
 		lr->sse = i < len && at[i] != '{' && at[i] != '[';
-		if (lr->sse) {
-			gap = now - lr->t_sent_us;
-			ADD(&p->ttft_sum_us, gap);
-			ADD(&p->ttft_hist[shm_lat_bucket(gap)], 1);
-		}
+		if (!lr->sse)
+			lr->t_first_us = lr->t_event_us = now;
 	}
 	if (lr->sse) {
+		/* events end at a blank line; one of comments alone (": ping") is no token */
 		for (i = 0; i < len; i++) {
 			if (at[i] == '\n') {
 				lr->bound = lr->nl;
-				if (lr->nl)
+				if (lr->nl && lr->evdata)
 					ev++;
+				if (lr->nl)
+					lr->evdata = 0;
 				lr->nl = 1;
-			} else if (at[i] != '\r')
+			} else if (at[i] != '\r') {
+				if (lr->nl && at[i] != ':')
+					lr->evdata = 1;
 				lr->nl = lr->bound = 0;
+			}
+		}
+		if (ev > 0 && lr->t_first_us == 0) {
+			/* the first token: time to it from sending */
+			lr->t_first_us = lr->t_event_us = now;
+			gap = now - lr->t_sent_us;
+			ADD(&p->ttft_sum_us, gap);
+			ADD(&p->ttft_hist[shm_lat_bucket(gap)], 1);
 		}
 		if (ev > 0) {
 			if (lr->events > 0) {

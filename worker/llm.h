@@ -27,12 +27,14 @@ struct llm_req {
 	uint32_t	 match;		/* prefix blocks warm there when it was picked */
 	int64_t		 uncached;	/* what it added to the stripes */
 	uint64_t	 t_sent_us;	/* monotonic: the attempt began */
-	uint64_t	 t_first_us;	/* first body byte, 0 none yet */
+	uint64_t	 t_first_us;	/* first token: first data event (SSE) or body byte, 0 none yet */
 	uint64_t	 t_event_us;	/* last event */
 	uint32_t	 events;	/* SSE events (or body reads, not SSE) */
 	uint32_t	 sse;		/* the response is text/event-stream */
 	uint32_t	 nl;		/* SSE: the line so far is empty */
 	uint32_t	 bound;		/* SSE: the bytes so far end with a whole event (or none came) */
+	uint32_t	 evdata;	/* SSE: the event so far has a field line (not only comments) */
+	uint32_t	 began;		/* a body byte came */
 	int		 done;		/* llm_attempt_done() counted this attempt */
 	size_t		 tail_len;
 	char		 tail[LLM_TAIL];

@@ -590,3 +590,26 @@ def test_llm_pool_does_not_replay_other_posts(env):
     # the simulator answers 404 to /v1/batches: what matters is that none moved
     assert got.count(504) == st_.requests, (got, st_.requests)
     assert _prom(r, "routerd_backend_down_released_total", "s0") == 0
+
+
+def test_comment_pings_are_not_a_first_token(env):
+    """A backend that sends the head and then only SSE comments (": ping")
+    has not sent a token: timeout.first_token (600ms) still ends it, the
+    held head never showed, and the stream comes whole from the other."""
+    def respond(s, head, n):
+        s.sendall(_SSE_HEAD)
+        for _ in range(30):
+            time.sleep(0.1)
+            s.sendall(_chunk(b": ping\n\n"))
+        return False
+
+    pinger = scripted_backend(env, "pinger", respond)
+    good = sim(env, "--model", "m1")
+    r = _router(env, _yaml([pinger, good], strategy="least_tokens",
+                           extra="timeout:\n  first_token: 600ms\nretries:\n  delay: 0s\n"))
+    for i in range(4):
+        st, head, rest, _ = _post(r.port, _body(i))
+        _clean_stream(st, head, rest)
+        assert b": ping" not in rest, rest[:200]
+    assert len(pinger.lines) >= 1, pinger.lines
+    assert _prom(r, "routerd_backend_held_stream_failures_total", "s0") >= 1
