@@ -905,8 +905,13 @@ upstream_timeout(struct ev_loop *l, struct ev_timer *t)
 		upstream_fail(u, UPE_CONNECT);
 		return;
 	}
-	if (u->head_done && !u->cl->x.head_held && h1_frame_step(&u->cl->out) == 0) {
-		/* we stopped reading: the client has not taken what we have; its own timer is for that */
+	if (u->head_done && !u->cl->x.head_held && u->cl->phase == CP_SENT &&
+	    h1_frame_step(&u->cl->out) == 0) {
+		/*
+		 * We stopped reading: the client, whose request is in, has not
+		 * taken what we have.  Its own timer is for that (a client
+		 * still uploading has none: its timer defers to this one).
+		 */
 		up_timer(u);
 		return;
 	}
