@@ -576,6 +576,7 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 		if (!balance_ok(v, slot, f))
 			continue;
 		cs[n].slot = slot;
+		cs[n].match = 0;	/* llm_match() credits it; a prompt under a block has none */
 		v->cstamp[slot] = v->npick;
 		v->cmatch[slot] = 0;
 		llm_load(v, &cs[n]);

@@ -204,6 +204,40 @@ Test(llmpick, no_prefix_least_loaded)
 	cr_assert_eq(balance_pick(&v, 0, &r), 1);
 }
 
+/* Dirty the stack where pick_llm's candidates will live, as earlier calls of a worker do. */
+static void __attribute__((noinline))
+stack_dirty(void)
+{
+	volatile unsigned char junk[16384];
+	size_t i;
+
+	for (i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(0x5a + i);
+}
+
+Test(llmpick, short_prompt_scores_alike_whatever_the_stack)
+{
+	/* a prompt under one block has no prefix: no backend may look warmer */
+	struct bal_req	r = req(0, 0);
+	int		i, seen[NB] = { 0 };
+	uint32_t	k;
+
+	r.prompt_tokens = 14;
+	for (i = 0; i < 8; i++) {
+		stack_dirty();
+		seen[balance_pick(&v, 0, &r)]++;
+		cr_assert_eq(v.ex_ncand, 4);
+		for (k = 0; k < v.ex_ncand; k++) {
+			cr_assert_eq(v.ex_cand[k].match, 0, "candidate %u match %u", k,
+			    v.ex_cand[k].match);
+			cr_assert_eq(v.ex_cand[k].score, v.ex_cand[0].score);
+		}
+	}
+	/* equal scores take turns */
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(seen[i], 2, "gpu%d picked %d times of 8", i, seen[i]);
+}
+
 Test(llmpick, region_filter_then_fallback)
 {
 	struct bal_req	r = req(0, 12);
