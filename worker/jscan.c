@@ -1,6 +1,7 @@
 /* A validating, allocation-free JSON scan that finds the top-level "model" of a request body. */
 #include <stddef.h>
 #include <stdint.h>
+#include <endian.h>
 #include <string.h>
 
 #include "worker/jscan.h"
@@ -18,6 +19,8 @@
 
 struct jscan {
 	const unsigned char	*p, *end;
+	int			 count;		/* js_value() adds its values' raw lengths to chars */
+	uint64_t		 chars;
 };
 
 static int	js_key_is(const unsigned char *, const char *);
@@ -113,6 +116,10 @@ js_utf8(const unsigned char *p, const unsigned char *end)
  * NULL (*n: its decoded length, which may exceed outsz).  0, or -1 if it is
  * not a valid JSON string.  A \u0000 is refused, as jansson refuses it.
  */
+#define JS_ONES		0x0101010101010101ULL
+#define JS_HI		0x8080808080808080ULL
+#define JS_HASZERO(v)	(((v) - JS_ONES) & ~(v) & JS_HI)	/* some byte of v is 0 */
+
 static int
 js_string(struct jscan *s, char *out, size_t outsz, size_t *n)
 {
@@ -120,8 +127,24 @@ js_string(struct jscan *s, char *out, size_t outsz, size_t *n)
 
 	*n = 0;
 	while (p < end) {
-		unsigned char	c = *p;
+		unsigned char	c;
 
+		if (out == NULL) {
+			/* eight plain ASCII bytes at a time: no quote, backslash, control or high byte */
+			while (end - p >= 8) {
+				uint64_t	w;
+
+				memcpy(&w, p, 8);
+				if ((w & JS_HI) | ((w - JS_ONES * 0x20) & ~w & JS_HI) |
+				    JS_HASZERO(w ^ (JS_ONES * '"')) | JS_HASZERO(w ^ (JS_ONES * '\\')))
+					break;
+				p += 8;
+				*n += 8;
+			}
+			if (p == end)
+				break;
+		}
+		c = *p;
 		if (c == '"') {
 			s->p = p + 1;
 			if (out != NULL && outsz > 0)
@@ -286,8 +309,15 @@ js_value(struct jscan *s)
 				goto key;
 			continue;
 		}
-		if (js_scalar(s) == -1)
-			return -1;
+		{
+			const unsigned char *v = s->p;
+
+			if (js_scalar(s) == -1)
+				return -1;
+			/* the prompt's characters: strings (raw, quotes off) and numbers */
+			if (s->count && *v != 't' && *v != 'f' && *v != 'n')
+				s->chars += (uint64_t)(s->p - v) - (*v == '"' ? 2 : 0);
+		}
 after:
 		/* a value ended: a comma and the next one, or close containers */
 		for (;;) {
@@ -381,6 +411,15 @@ jf_bytes(struct jfeed *f, const unsigned char *p, size_t n)
 		if (take > n)
 			take = n;
 		for (i = 0; i < take; i++) {
+			if (f->nacc == 0 && take - i >= 8) {
+				/* a whole word at once: the bytes in the order the loop below takes them */
+				uint64_t w;
+
+				memcpy(&w, p + i, 8);
+				js_word(&f->bh, le64toh(w));
+				i += 7;
+				continue;
+			}
 			f->acc |= (uint64_t)p[i] << (8 * f->nacc);
 			if (++f->nacc == 8) {
 				js_word(&f->bh, f->acc);
@@ -416,11 +455,18 @@ js_feed_values(const unsigned char *p, const unsigned char *end, struct jfeed *f
 
 	while (p < end) {
 		const unsigned char *q, *r;
+		ptrdiff_t n;
 
 		if (*p == '"') {
-			for (q = p + 1; *q != '"'; q++)
-				if (*q == '\\')
-					q++;
+			/* the closing quote: the first not escaped by an odd run of backslashes */
+			for (q = p + 1;; q = r + 1) {
+				r = memchr(q, '"', (size_t)(end - q));	/* the text is valid JSON */
+				for (n = 0; r - n > q && r[-1 - n] == '\\'; n++)
+					;
+				if (n % 2 == 0)
+					break;
+			}
+			q = r;
 			for (r = q + 1; r < end && (*r == ' ' || *r == '\t' ||
 			    *r == '\n' || *r == '\r'); r++)
 				;
@@ -454,8 +500,10 @@ js_int(const unsigned char *p, const unsigned char *end)
 {
 	int64_t	v = 0;
 
-	if (p == end || *p == '-')
+	if (p == end)
 		return -1;
+	if (*p == '-')
+		return end - p == 2 && p[1] == '0' ? 0 : -1;	/* -0 is 0; the rest is negative */
 	for (; p < end && *p >= '0' && *p <= '9'; p++) {
 		if (v > (INT64_MAX - 9) / 10)
 			return -1;
@@ -492,8 +540,8 @@ js_top_key(const unsigned char *key, const unsigned char *after, size_t n)
 int
 jscan_request(const char *text, size_t len, struct jscan_req *r)
 {
-	struct jscan		 s = { (const unsigned char *)text,
-				    (const unsigned char *)text + len };
+	struct jscan		 s = { .p = (const unsigned char *)text,
+				    .end = (const unsigned char *)text + len };
 	const unsigned char	*pv = NULL, *pe = NULL;
 	int			 found = 0, toolong = 0, seen_max = 0;
 	size_t			 i;
@@ -544,8 +592,13 @@ jscan_request(const char *text, size_t len, struct jscan_req *r)
 				toolong = n + 1 > r->modelsz;
 			} else if (js_value(&s) == -1)
 				return JSCAN_BAD;
-		} else if (js_value(&s) == -1)
-			return JSCAN_BAD;
+		} else {
+			/* the first of messages and prompt is the prompt: counted on the way */
+			s.count = kind == JK_PROMPT && pv == NULL;
+			if (js_value(&s) == -1)
+				return JSCAN_BAD;
+			s.count = 0;
+		}
 		switch (kind) {
 		case JK_PROMPT:
 			if (pv == NULL) {
@@ -590,14 +643,8 @@ end:
 		mh = found == 1 && !toolong ? jscan_hash(r->model, strlen(r->model), 0x6d6f64656cULL) : 0;
 		for (i = 0; i < r->nblocks; i++)
 			r->blocks[i] = js_mix(r->blocks[i] ^ mh);
-	} else if (pv != NULL) {
-		struct jscan_req	z = *r;
-		struct jfeed		f = { .r = &z };
-
-		z.max_blocks = 0;	/* count the characters only */
-		js_feed_values(pv, pe, &f);
-		r->chars = z.chars;
-	}
+	} else if (pv != NULL)
+		r->chars = s.chars;	/* counted by the validating pass */
 	if (found == 1)
 		return toolong ? JSCAN_TOOLONG : JSCAN_FOUND;
 	return found == -1 ? JSCAN_NOTSTRING : JSCAN_NONE;
@@ -615,7 +662,7 @@ jscan_model(const char *text, size_t len, char *out, size_t outsz)
 static int
 js_key_is(const unsigned char *key, const char *name)
 {
-	struct jscan	s = { key, key + 6 * strlen(name) + 2 };
+	struct jscan	s = { .p = key, .end = key + 6 * strlen(name) + 2 };
 	char		buf[64];
 	size_t		n;
 	const unsigned char *q;

@@ -219,6 +219,32 @@ Test(jscan, request_prefix_blocks)
 	cr_assert_eq(r.chars, strlen("user") + strlen("text") + strlen("hi"));
 }
 
+Test(jscan, request_chars_without_blocks_as_with)
+{
+	static const char *bodies[] = {
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"h\\\"i\\u0041\"},"
+		    "{\"role\":\"tool\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}],\"n\":-1.5e3,"
+		    "\"ok\":true,\"no\":null}]}",
+		"{\"prompt\":\"abc\",\"messages\":[\"ignored: the first one counts\"]}",
+		"{\"prompt\":[1,22,333]}",
+		"{\"prompt\":\"\"}",
+	};
+	uint64_t		 b[64];
+	struct jscan_req	 r, z;
+	size_t			 i;
+
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		blocks_of(bodies[i], 4, b, 64, &r);
+		memset(&z, 0, sizeof(z));
+		cr_assert_neq(jscan_request(bodies[i], strlen(bodies[i]), &z), JSCAN_BAD);
+		cr_assert_eq(z.chars, r.chars, "body %zu: %llu without blocks, %llu with", i,
+		    (unsigned long long)z.chars, (unsigned long long)r.chars);
+	}
+	cr_assert_eq(z.chars, 0);
+	blocks_of(bodies[2], 4, b, 64, &r);
+	cr_assert_eq(r.chars, 6);
+}
+
 Test(jscan, request_max_tokens_and_stream)
 {
 	uint64_t		 b[4];
@@ -239,6 +265,8 @@ Test(jscan, request_max_tokens_and_stream)
 	cr_assert_eq(r.stream, 0);
 	blocks_of("{\"max_tokens\":-3}", 8, b, 4, &r);
 	cr_assert_eq(r.max_tokens, -1);
+	blocks_of("{\"max_tokens\":-0}", 8, b, 4, &r);
+	cr_assert_eq(r.max_tokens, 0, "-0 is zero, as jansson reads it (fuzz_jscan)");
 	blocks_of("{\"max_tokens\":99999999999999999999999}", 8, b, 4, &r);
 	cr_assert_eq(r.max_tokens, -1);
 	/* an escaped key spelling is the same key */
