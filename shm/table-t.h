@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			9u	/* 5: stable pool ids; 6: held bodies; 7: registry; 8: accept/free lists; 9: LLM routing */
+#define SHM_ABI			10u	/* 5: stable pool ids; 6: held bodies; 7: registry; 8: accept/free lists; 9: LLM routing; 10: stream counters, token words beside in-flight */
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -139,6 +139,11 @@ struct shm_slot {
  */
 struct shm_counters {
 	alignas(SHM_CACHELINE) _Atomic int64_t inflight;	/* requests now at this backend */
+	/* tokens now at this backend, all models (the sums of its shm_pair stripes);
+	   in in-flight's cache line: the llm pick reads the three of every stripe */
+	_Atomic int64_t	 tok_prompt;		/* prompt tokens in flight */
+	_Atomic int64_t	 tok_uncached;		/* ...of them not expected in its prefix cache */
+	_Atomic int64_t	 tok_output;		/* output tokens expected, not yet received */
 	_Atomic uint64_t requests;		/* attempts sent */
 	_Atomic uint64_t fails;			/* connect errors, resets, timeouts, bad responses */
 	_Atomic uint64_t consec_fails;		/* failed attempts in a row (breaker input) */
@@ -158,10 +163,6 @@ struct shm_counters {
 	_Atomic uint64_t held_fails;		/* failed before the first event, head held: moved on unseen */
 	_Atomic uint64_t streams_broken;	/* broke after the first event: ended with an error event */
 	_Atomic uint64_t down_released;		/* waiting for a first byte when the prober marked it down */
-	/* tokens now at this backend, all models (the sums of its shm_pair stripes) */
-	_Atomic int64_t	 tok_prompt;		/* prompt tokens in flight */
-	_Atomic int64_t	 tok_uncached;		/* ...of them not expected in its prefix cache */
-	_Atomic int64_t	 tok_output;		/* output tokens expected, not yet received */
 	/* live latency, as this worker measures its requests (least_latency) */
 	_Atomic uint64_t live_lat_us;		/* EWMA of response-head latency */
 	_Atomic uint64_t live_lat_ms;		/* CLOCK_REALTIME ms of its last update; 0 none */

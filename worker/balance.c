@@ -448,18 +448,20 @@ balance_signals_saturated(struct wview *v, uint32_t slot)
 static void
 llm_load(struct wview *v, struct llm_cand *c)
 {
-	int64_t		 u = 0, o = 0;
+	int64_t		 u = 0, o = 0, r = 0;
 	uint32_t	 w;
 
+	/* one cache line a stripe: in-flight and the token words sit together */
 	for (w = 0; w < v->nstripes; w++) {
 		struct shm_counters *k = shm_ctr(v->shm, w, c->slot);
 
+		r += atomic_load_explicit(&k->inflight, memory_order_relaxed);
 		u += atomic_load_explicit(&k->tok_uncached, memory_order_relaxed);
 		o += atomic_load_explicit(&k->tok_output, memory_order_relaxed);
 	}
 	c->uncached = u > 0 ? u : 0;
 	c->load = c->uncached + LLM_OUT_WEIGHT * (o > 0 ? o : 0) +
-	    LLM_REQ_WEIGHT * (int64_t)cost_inflight(v, c->slot);
+	    LLM_REQ_WEIGHT * (r > 0 ? r : 0);
 	if (v->llm.metrics_ms != 0) {
 		/* the backend's own queue, while its figures are fresh */
 		const struct shm_slot	*s = shm_slot(v->shm, c->slot);
