@@ -618,3 +618,27 @@ def test_comment_pings_are_not_a_first_token(env):
             break
     assert len(pinger.lines) >= 1, pinger.lines
     assert _prom(r, "routerd_backend_held_stream_failures_total", "s0") >= 1
+
+
+def test_reload_in_the_middle_of_held_and_running_streams(env):
+    """SIGHUP while streams run and while held ones wait out a stall at s0:
+    the old worker finishes them (a held one retried elsewhere, unseen), the
+    new one takes what follows, every stream whole."""
+    import signal
+    bad = sim(env, "--model", "m1")
+    good = sim(env, "--model", "m1", "--decode-base-ms", "60")
+    fault(bad.port, "stall-first-token")
+    r = _router(env, _yaml([bad, good], strategy="least_tokens", extra=(
+        "retries:\n  delay: 0s\ntimeout:\n  first_token: 1s\n")))
+    for rnd in range(2):
+        ts, out = _concurrently(lambda i: _post(r.port, _body(10 * rnd + i, max_tokens=10),
+                                                timeout=20), 8)
+        time.sleep(0.3)
+        r.p.send_signal(signal.SIGHUP)
+        for t in ts:
+            t.join(20)
+        for o in out:
+            assert o is not None
+            _clean_stream(o[0], o[1], o[2])
+    assert _fired(bad, "stall-first-token") > 0
+    assert "reload" in r.output()
