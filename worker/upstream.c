@@ -919,6 +919,24 @@ upstream_timeout(struct ev_loop *l, struct ev_timer *t)
 	upstream_fail(u, u->got_bytes && !u->cl->x.head_held ? UPE_TRUNCATED : UPE_TIMEOUT);
 }
 
+/* The prober has slot's backend down (a slot not in use is not). */
+static int
+up_slot_down(struct worker *w, uint32_t slot)
+{
+	return w->view.be[slot].inuse && atomic_load_explicit(&shm_slot(w->shm,
+	    slot)->health, memory_order_relaxed) == SHM_HEALTH_DOWN;
+}
+
+/* The sweep starts again: what is down now is not news to it. */
+void
+upstream_down_seen(struct worker *w)
+{
+	uint32_t	slot;
+
+	for (slot = 0; slot < w->shm->max_backends; slot++)
+		w->wb[slot].down = up_slot_down(w, slot);
+}
+
 /*
  * Every UPSTREAM_DOWN_TICK_MS while this worker has attempts out: a
  * backend the prober has just marked down releases the attempts still
@@ -926,17 +944,6 @@ upstream_timeout(struct ev_loop *l, struct ev_timer *t)
  * first event) that may safely move on; they go to another backend.  The
  * others wait on their own timers: the backend may still answer them.
  */
-void
-upstream_down_seen(struct worker *w)
-{
-	uint32_t	slot;
-
-	for (slot = 0; slot < w->shm->max_backends; slot++)
-		w->wb[slot].down = w->view.be[slot].inuse &&
-		    atomic_load_explicit(&shm_slot(w->shm, slot)->health,
-		    memory_order_relaxed) == SHM_HEALTH_DOWN;
-}
-
 void
 upstream_down_sweep(struct worker *w)
 {
@@ -947,8 +954,6 @@ upstream_down_sweep(struct worker *w)
 	/* armed first: the attempts released below attach elsewhere, which would refresh the marks */
 	ev_timer_after(&w->loop, &w->down_timer, UPSTREAM_DOWN_TICK_MS);
 	for (slot = 0; slot < w->shm->max_backends; slot++) {
-		int down;
-
 		if (!w->view.be[slot].inuse) {
 			w->wb[slot].down = 0;
 			continue;
@@ -956,9 +961,7 @@ upstream_down_sweep(struct worker *w)
 		if (atomic_load_explicit(&shm_ctr(w->shm, w->index, slot)->inflight,
 		    memory_order_relaxed) > 0)
 			busy = 1;
-		down = atomic_load_explicit(&shm_slot(w->shm, slot)->health,
-		    memory_order_relaxed) == SHM_HEALTH_DOWN;
-		if (!down)
+		if (!up_slot_down(w, slot))
 			w->wb[slot].down = 0;
 		else if (w->wb[slot].down == 0) {
 			w->wb[slot].down = 2;	/* newly down: swept below */
