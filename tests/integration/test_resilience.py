@@ -253,7 +253,7 @@ def test_hang_fails_over_and_opens_breaker(env):
     recs = []           # (t_start, t_end, status, backend)
     t_open = None
     end = time.time() + 12
-    while time.time() < end and len(recs) < 60:
+    while time.time() < end and len(recs) < 90:
         t0 = time.time()
         c.request("GET", "/h?i=%d" % len(recs))
         resp = c.getresponse()
