@@ -16,6 +16,9 @@
 #define CONF_LISTEN_MAX		16
 #define CONF_WORKERS_MAX	32	/* SHM_WORKERS_MAX / 2: generations overlap on reload */
 #define CONF_WEIGHT_MAX		1000
+#define CONF_RATELIMITS_MAX	64	/* entries of ratelimits: */
+#define CONF_PRIO_MIN		-8	/* admission bands: X-Priority or a tenant's priority */
+#define CONF_PRIO_MAX		7
 
 /* Balancing strategies; the numbers are stored in the shared table. */
 enum conf_strategy {
@@ -92,6 +95,18 @@ struct conf_route {
 	int	 pool;			/* index into conf.pools */
 };
 
+/*
+ * One entry of ratelimits: (DESIGN "Flow control"): the tenant it names,
+ * or "*" for every tenant no other entry names, each on its own budget.
+ */
+struct conf_ratelimit {
+	char	 tenant[CONF_TOKEN_MAX];	/* the tenant's key (an API key, a header's value, an address) or "*" */
+	int	 rps;			/* requests_per_second, 0 = no limit */
+	int	 burst;			/* requests at once above the rate, 0 = rps */
+	int64_t	 tpm;			/* tokens_per_minute, 0 = no limit */
+	int	 priority;		/* its requests' band without X-Priority */
+};
+
 struct conf {
 	char			 file[CONF_PATH_MAX];	/* "" = the embedded default */
 
@@ -148,11 +163,18 @@ struct conf {
 		size_t	 buffer;		/* 64 KiB */
 		char	 on_status[64];		/* "502,503,504": statuses worth another backend */
 		int	 non_idempotent;	/* 0/1: replay POST and PATCH too */
+		int	 budget_percent;	/* 20: retries host-wide, per cent of requests (10 s window), 0 = no budget */
+		int	 budget_min;		/* 10: retries per second the budget always allows */
 	} retries;
 	struct {
 		int	 size;			/* 1000 */
 		int	 timeout_ms;		/* 30s */
+		char	 tenant[CONF_NAME_MAX + 8];	/* header:Authorization, header:NAME or client */
+		char	 priority_header[CONF_NAME_MAX];	/* X-Priority, "" = none */
+		int	 saturation;		/* 0/1: a backend over its load signals takes no new work; requests wait here */
 	} queue;
+	struct conf_ratelimit	 ratelimits[CONF_RATELIMITS_MAX];
+	size_t			 nratelimits;
 	struct {
 		char			 url[CONF_PATH_MAX];	/* "" = no syncer */
 		enum conf_registry_format format;
@@ -273,7 +295,7 @@ int		 conf_parse_addr(const char *, struct conf_addr *, char *err,
  * walked by the YAML loader itself.
  *
  * type is one of: int, bool, duration, size, string, name, urlpath, url,
- * addr, workers, enum, and the structural list, backends, pool.
+ * addr, workers, enum, tenant, and the structural list, backends, pool.
  */
 struct conf_directive {
 	const char	*name;		/* dotted YAML path: "health.interval" */
@@ -297,6 +319,8 @@ extern const struct conf_directive	conf_backend_keys[];
 extern const size_t			conf_nbackend_keys;
 extern const struct conf_directive	conf_route_keys[];
 extern const size_t			conf_nroute_keys;
+extern const struct conf_directive	conf_ratelimit_keys[];
+extern const size_t			conf_nratelimit_keys;
 
 /* conf_directive_find() looks a row of conf_directives[] up by name; NULL if none. */
 const struct conf_directive *conf_directive_find(const char *);

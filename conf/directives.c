@@ -155,6 +155,12 @@ const struct conf_directive conf_directives[] = {
 	{ "retries.non_idempotent", "bool", "false", NULL, NULL,
 	  "replay POST and PATCH like idempotent requests (they may then run twice)",
 	  C(retries.non_idempotent), 0, 0, NULL },
+	{ "retries.budget_percent", "int", "20", NULL, NULL,
+	  "retries of all workers, per cent of requests over 10 s; 0 = no budget",
+	  C(retries.budget_percent), 0, 100, NULL },
+	{ "retries.budget_min", "int", "10", NULL, NULL,
+	  "retries per second the budget allows however few requests came",
+	  C(retries.budget_min), 0, 1000000, NULL },
 
 	{ "queue.size", "int", "1000", "ROUTER_QUEUE_SIZE", NULL,
 	  "requests that may wait for a free backend, all workers together",
@@ -162,6 +168,15 @@ const struct conf_directive conf_directives[] = {
 	{ "queue.timeout", "duration", "30s", NULL, NULL,
 	  "longest wait in the queue before a 503",
 	  C(queue.timeout_ms), 0, INT_MAX, NULL },
+	{ "queue.tenant", "tenant", "header:Authorization", NULL, NULL,
+	  "who a request belongs to: header:NAME (else its address) or client",
+	  C(queue.tenant), 0, 0, NULL },
+	{ "queue.priority_header", "string", "X-Priority", NULL, NULL,
+	  "request field with the priority band, -8 to 7; empty = none",
+	  C(queue.priority_header), 0, 0, NULL },
+	{ "queue.saturation", "bool", "true", NULL, NULL,
+	  "requests wait here while every backend is over its load signals",
+	  C(queue.saturation), 0, 0, NULL },
 
 	{ "registry.url", "url", "", "ROUTER_REGISTRY_URL", NULL,
 	  "service registry to pull backends from; empty = no syncer",
@@ -344,6 +359,30 @@ const struct conf_directive conf_route_keys[] = {
 };
 const size_t conf_nroute_keys = sizeof(conf_route_keys) /
     sizeof(conf_route_keys[0]);
+
+#define L(f)	offsetof(struct conf_ratelimit, f), \
+		    sizeof(((struct conf_ratelimit *)0)->f)
+/* One entry of ratelimits: a tenant, or "*" for each tenant no entry names. */
+const struct conf_directive conf_ratelimit_keys[] = {
+	{ "tenant", "string", NULL, NULL, NULL,
+	  "the tenant's key (queue.tenant's value), or * for each other tenant",
+	  L(tenant), 1, 0, NULL },
+	{ "requests_per_second", "int", "0", NULL, NULL,
+	  "requests per second, all workers together; 0 = no limit",
+	  L(rps), 0, 10000000, NULL },
+	{ "burst", "int", "0", NULL, NULL,
+	  "requests at once above the rate; 0 = one second's worth",
+	  L(burst), 0, 10000000, NULL },
+	{ "tokens_per_minute", "int", "0", NULL, NULL,
+	  "prompt and output tokens per minute, all workers together; 0 = no limit",
+	  L(tpm), 0, 1000000000000LL, NULL },
+	{ "priority", "int", "0", NULL, NULL,
+	  "band of its requests that do not send the priority header",
+	  L(priority), CONF_PRIO_MIN, CONF_PRIO_MAX, NULL },
+};
+const size_t conf_nratelimit_keys = sizeof(conf_ratelimit_keys) /
+    sizeof(conf_ratelimit_keys[0]);
+#undef L
 
 #undef C
 #undef P
@@ -662,6 +701,31 @@ conf_set_name(const struct conf_directive *d, void *field, const char *text,
 	return conf_set_string(d, field, text, err, errlen);
 }
 
+/*
+ * queue.tenant: "client" (the client's address) or "header:NAME", a
+ * request field whose value names the tenant (Authorization: its bearer
+ * token).
+ */
+static int
+conf_set_tenant(const struct conf_directive *d, void *field, const char *text,
+    char *err, size_t errlen)
+{
+	const char	*p;
+
+	if (strcmp(text, "client") != 0) {
+		if (strncasecmp(text, "header:", 7) != 0 || text[7] == '\0') {
+			snprintf(err, errlen, "'%s' is not client or header:NAME", text);
+			return -1;
+		}
+		for (p = text + 7; *p != '\0'; p++)
+			if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p) != NULL) {
+				snprintf(err, errlen, "'%s' is not a field name", text + 7);
+				return -1;
+			}
+	}
+	return conf_set_string(d, field, text, err, errlen);
+}
+
 /* A comma-separated list of HTTP statuses (100-599), or "" for none. */
 static int
 conf_set_statuses(const struct conf_directive *d, void *field,
@@ -884,6 +948,7 @@ static const struct conf_type conf_types[] = {
 	{ "size",	conf_set_size,		conf_fmt_size,		0 },
 	{ "string",	conf_set_string,	conf_fmt_string,	1 },
 	{ "name",	conf_set_name,		conf_fmt_string,	1 },
+	{ "tenant",	conf_set_tenant,	conf_fmt_string,	1 },
 	{ "urlpath",	conf_set_urlpath,	conf_fmt_string,	1 },
 	{ "statuses",	conf_set_statuses,	conf_fmt_string,	1 },
 	{ "url",	conf_set_url,		conf_fmt_string,	1 },

@@ -131,4 +131,8 @@ conf_dump(const struct conf *conf, FILE *fp)
 		conf_dump_quoted(fp, conf->pools[conf->routes[i].pool].name);
 		fputc('\n', fp);
 	}
+	fputs(conf->nratelimits == 0 ? "ratelimits: []\n" : "ratelimits:\n", fp);
+	for (i = 0; i < conf->nratelimits; i++)
+		conf_dump_keys(fp, conf_ratelimit_keys, conf_nratelimit_keys,
+		    &conf->ratelimits[i], "  - ", "    ");
 }

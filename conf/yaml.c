@@ -398,6 +398,53 @@ conf_yaml_shorthand(struct conf_loader *ld, yaml_document_t *doc,
 	conf_yaml_backends(ld, doc, n, &ld->conf->pools[i]);
 }
 
+/* ratelimits: a list of tenant entries (conf_ratelimit_keys[]). */
+static void
+conf_yaml_ratelimits(struct conf_loader *ld, yaml_document_t *doc, yaml_node_t *n)
+{
+	struct conf			*conf = ld->conf;
+	struct conf_ratelimit		*r;
+	yaml_node_item_t		*it;
+	yaml_node_t			*v, *found[CONF_KEYS_MAX];
+	const struct conf_directive	*d;
+	size_t				 i;
+	char				 err[CONF_ERR_MAX];
+
+	if (n->type != YAML_SEQUENCE_NODE) {
+		conf_yaml_err(ld, n, "ratelimits must be a list");
+		return;
+	}
+	d = conf_key_find(conf_ratelimit_keys, conf_nratelimit_keys, "tenant");
+	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+	    it++) {
+		v = yaml_document_get_node(doc, *it);
+		if (conf->nratelimits == CONF_RATELIMITS_MAX) {
+			conf_yaml_err(ld, v, "ratelimits: at most %d entries",
+			    CONF_RATELIMITS_MAX);
+			return;
+		}
+		r = &conf->ratelimits[conf->nratelimits++];
+		memset(r, 0, sizeof(*r));
+		if (conf_defaults(conf_ratelimit_keys, conf_nratelimit_keys, r,
+		    err, sizeof(err)) == -1)
+			conf_yaml_err(ld, v, "%s", err);
+		conf_yaml_object(ld, doc, v, conf_ratelimit_keys,
+		    conf_nratelimit_keys, r, "ratelimit", found);
+		if (v->type != YAML_MAPPING_NODE)
+			continue;
+		if (found[d - conf_ratelimit_keys] == NULL) {
+			conf_yaml_err(ld, v, "ratelimit: tenant is required");
+			continue;
+		}
+		for (i = 0; i + 1 < conf->nratelimits; i++)
+			if (strcmp(conf->ratelimits[i].tenant, r->tenant) == 0) {
+				conf_yaml_err(ld, found[d - conf_ratelimit_keys],
+				    "ratelimit: tenant '%s' is listed twice", r->tenant);
+				break;
+			}
+	}
+}
+
 static void
 conf_yaml_routes(struct conf_loader *ld, yaml_document_t *doc, yaml_node_t *n)
 {
@@ -581,6 +628,8 @@ conf_yaml_root(struct conf_loader *ld, yaml_document_t *doc, yaml_node_t *n)
 			conf_yaml_pools(ld, doc, v);
 		else if (strcmp(key, "routes") == 0)
 			conf_yaml_routes(ld, doc, v);
+		else if (strcmp(key, "ratelimits") == 0)
+			conf_yaml_ratelimits(ld, doc, v);
 		else if ((d = conf_directive_find(key)) != NULL) {
 			if (conf_yaml_set(ld, d, ld->conf, v, key) == 0) {
 				m = conf_yaml_mark(v);

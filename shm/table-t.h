@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x52544442u	/* "RTDB" */
-#define SHM_ABI			10u	/* 5: stable pool ids; 6: held bodies; 7: registry; 8: accept/free lists; 9: LLM routing; 10: stream counters, token words beside in-flight */
+#define SHM_ABI			11u	/* 5: stable pool ids; 6: held bodies; 7: registry; 8: accept/free lists; 9: LLM routing; 10: stream counters, token words beside in-flight; 11: flow control */
 
 #define SHM_NAME_MAX		64
 #define SHM_ADDR_MAX		128
@@ -26,6 +26,10 @@
 #define SHM_PFX_SETS		16384		/* sets, a power of two: 131072 (prefix, backend) pairs */
 #define SHM_EXPLAIN_LEN		64		/* decisions kept per worker, a power of two */
 #define SHM_EXPLAIN_CANDS	8		/* candidates kept per decision */
+#define SHM_TENANTS		4096		/* tenants tracked host-wide, a power of two */
+#define SHM_TENANT_LABEL	64
+#define SHM_BANDS		16		/* admission bands: priority -8 (band 0) to 7 (band 15) */
+#define SHM_BUDGET_SECS		10		/* the retry budget's window, a bucket per second */
 
 enum shm_health {
 	SHM_HEALTH_UNKNOWN = 0,		/* no check finished yet: eligible */
@@ -302,6 +306,18 @@ struct shm_worker {
 	_Atomic uint64_t accept_paused;		/* times it stopped accepting at limits.connections */
 	_Atomic uint32_t free_bufs;		/* WORKER_BUFSZ blocks on its free list */
 	_Atomic uint32_t free_fwd;		/* forward blocks on its free list */
+	/*
+	 * The retry budget's window (DESIGN "Flow control"): per second
+	 * (bud_sec[i], monotonic seconds, i = second % SHM_BUDGET_SECS) the
+	 * requests this worker began and the retries it made.  A worker
+	 * deciding a retry sums every worker's buckets of the last
+	 * SHM_BUDGET_SECS seconds.
+	 */
+	_Atomic uint64_t bud_sec[SHM_BUDGET_SECS];
+	_Atomic uint32_t bud_req[SHM_BUDGET_SECS];
+	_Atomic uint32_t bud_retry[SHM_BUDGET_SECS];
+	_Atomic uint64_t bud_refused;		/* retries the budget refused */
+	_Atomic uint64_t bud_retries;		/* retries it allowed */
 };
 
 struct shm_model {
@@ -326,6 +342,58 @@ struct shm_poolq {
 	_Atomic uint64_t affinity;		/* llm: sent to the warmest backend */
 	_Atomic uint64_t affinity_yield;	/* llm: the warmest was saturated; load decided */
 	_Atomic uint64_t cold;			/* llm: no backend warm; placed by hashing */
+	/*
+	 * The admission queue (DESIGN "Flow control").  head: the order key
+	 * of this worker's first waiting request of the pool (band, then
+	 * virtual start, flow_key()), 0 none; stuck: the pool's release epoch
+	 * at which that request found no backend (the others do not wait
+	 * for it until a slot frees again).
+	 */
+	_Atomic uint64_t head;
+	_Atomic uint64_t stuck;
+	_Atomic uint64_t dropped;		/* 503: the deadline passed in the queue */
+	_Atomic uint64_t expired;		/* 503: the deadline had passed on arrival */
+	_Atomic uint64_t limited;		/* 429: a rate limit */
+	_Atomic uint32_t band_queued[SHM_BANDS];	/* waiting now, by band */
+	_Atomic uint64_t band_admitted[SHM_BANDS];	/* left the queue for a backend, by band */
+	_Atomic uint64_t wait_hist[SHM_LAT_BUCKETS];	/* their waits (shm_lat_bucket()) */
+};
+
+/*
+ * The admission queue of one pool, host-wide; several writers, each word
+ * a single atomic.  epoch counts releases of a backend slot while anything
+ * waits; vclock is the virtual start of the last request that left the
+ * queue (the fair queue's clock, DESIGN "Flow control").
+ */
+struct shm_qpool {
+	alignas(SHM_CACHELINE) _Atomic uint64_t epoch;
+	_Atomic uint64_t vclock;
+	_Atomic uint32_t queued;		/* waiting now, every worker */
+};
+
+/*
+ * A tenant (queue.tenant), host-wide, found by the hash of its name
+ * (open addressing; a word of 0 is free, and a taken entry is never
+ * given back).  Several writers: the rate-limit and fair-queue words
+ * change by compare-and-swap, the counters by atomic adds.
+ */
+struct shm_tenant {
+	alignas(SHM_CACHELINE) _Atomic uint64_t key;	/* hash of its name, 0 free */
+	_Atomic int64_t	 rq_tat;		/* requests_per_second: monotonic ns the bucket is empty until (GCRA) */
+	_Atomic int64_t	 tk_tat;		/* tokens_per_minute: the same */
+	_Atomic uint64_t vt;			/* fair queue: virtual start of its next waiting request */
+	_Atomic int32_t	 rule;			/* its ratelimits entry + 1, 0 none */
+	_Atomic int32_t	 queued;		/* waiting now */
+	alignas(SHM_CACHELINE) _Atomic uint64_t requests;	/* admitted past its limits */
+	_Atomic uint64_t limited_req;		/* 429: requests_per_second */
+	_Atomic uint64_t limited_tok;		/* 429: tokens_per_minute */
+	_Atomic uint64_t tokens;		/* charged, then corrected by the backend's usage */
+	_Atomic uint64_t waits;			/* requests that waited in the queue */
+	_Atomic uint64_t wait_ms;		/* their total wait */
+	_Atomic uint64_t dropped;		/* 503: deadline in the queue */
+	_Atomic uint64_t last_ms;		/* CLOCK_REALTIME ms of its last request */
+	/* written once, by whoever took the entry, after key */
+	alignas(SHM_CACHELINE) char label[SHM_TENANT_LABEL];	/* shown: an address, a rule's name, or a key cut to its ends */
 };
 
 /*
@@ -379,6 +447,8 @@ struct shm_hdr {
 	struct shm_worker workers[SHM_WORKERS_MAX];
 	struct shm_model models[SHM_MODELS_MAX];
 	struct shm_poolq poolq[SHM_WORKERS_MAX][SHM_POOLS_MAX];
+	struct shm_qpool qpool[SHM_POOLS_MAX];
+	struct shm_tenant tenants[SHM_TENANTS];
 };
 
 _Static_assert(sizeof(struct shm_slot) % SHM_CACHELINE == 0, "slot not cache-line sized");
@@ -390,6 +460,8 @@ _Static_assert((SHM_PFX_SETS & (SHM_PFX_SETS - 1)) == 0, "prefix sets not a powe
 _Static_assert((SHM_EXPLAIN_LEN & (SHM_EXPLAIN_LEN - 1)) == 0, "explain ring not a power of two");
 _Static_assert((SHM_INLOG_LEN & (SHM_INLOG_LEN - 1)) == 0, "inlog length not a power of two");
 _Static_assert(sizeof(struct shm_hdr) % SHM_CACHELINE == 0, "header not cache-line sized");
+_Static_assert(sizeof(struct shm_tenant) == 3 * SHM_CACHELINE, "tenant not three lines");
+_Static_assert((SHM_TENANTS & (SHM_TENANTS - 1)) == 0, "tenants not a power of two");
 _Static_assert(alignof(struct shm_slot) == SHM_CACHELINE, "slot alignment");
 _Static_assert(sizeof(struct shm_desc) < 1024, "descriptor too large");
 

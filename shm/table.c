@@ -663,6 +663,7 @@ shm_pool_intern(struct shm_hdr *h, const char *name, uint32_t gen,
 		p = &h->pools[id];
 		for (w = 0; w < SHM_WORKERS_MAX; w++)
 			memset(&h->poolq[w][id], 0, sizeof(h->poolq[w][id]));
+		memset(&h->qpool[id], 0, sizeof(h->qpool[id]));
 	}
 	p = &h->pools[id];
 	if (strncmp(p->name, name, SHM_NAME_MAX) != 0) {

@@ -178,7 +178,8 @@ balance_ok(struct wview *v, uint32_t slot, const struct bal_filter *f)
 		return 0;
 	if (f->req->nexclude && balance_excluded(f->req, slot))
 		return 0;
-	if (f->unsat && balance_signals_saturated(v, slot))
+	if ((f->unsat || (f->req->gate && !f->req->ignore_full)) &&
+	    balance_signals_saturated(v, slot))
 		return 0;
 	return balance_eligible_x(v, slot, f->req->ignore_full);
 }

@@ -132,7 +132,8 @@ struct bal_req {
 	uint32_t	 exclude[BAL_EXCLUDE_MAX];
 	size_t		 nexclude;
 	int		 model;
-	int		 ignore_full;	/* 1: treat backends at max_conns as eligible (queueing asks) */
+	int		 ignore_full;	/* 1: treat backends at max_conns (or over their load signals) as eligible (queueing asks) */
+	int		 gate;		/* 1: a backend over its load signals is not eligible (queue.saturation) */
 	int		 override;	/* X-Router-Strategy, allowed by the pool: enum conf_strategy + 1, 0 none */
 	const uint64_t	*blocks;	/* chained hashes of the prompt's blocks, first block first */
 	uint32_t	 nblocks;

@@ -135,6 +135,13 @@ client_linger(struct client *c)
 void
 client_reply(struct client *c, int status, const char *msg)
 {
+	client_reply_x(c, status, msg, NULL);
+}
+
+void
+client_reply_x(struct client *c, int status, const char *msg,
+    const struct reply_extra *x)
+{
 	int	close_it;
 
 	exchange_unqueue(c);
@@ -158,7 +165,7 @@ client_reply(struct client *c, int status, const char *msg)
 	buf_reset(&c->out);
 	if (c->x.rid[0] == '\0')
 		request_make_id(c);		/* refused before its head was whole */
-	if (reply_build(&c->out, status, msg, close_it, c->x.rid) == -1) {
+	if (reply_build(&c->out, status, msg, close_it, c->x.rid, x) == -1) {
 		client_close(c);
 		return;
 	}
@@ -547,7 +554,15 @@ client_timeout(struct ev_loop *l, struct ev_timer *t)
 				client_reply(c, 502, "no backend could be reached");
 			break;
 		}
+		if (c->x.deadline != 0 && c->w->loop.now >= c->x.deadline) {
+			shm_ctr_add(&exchange_poolq(c)->dropped, 1);
+			flow_dropped(c);
+			client_reply(c, 503, "the request's deadline (X-Request-Deadline) "
+			    "passed while it waited for a backend");
+			break;
+		}
 		shm_ctr_add(&exchange_poolq(c)->timeouts, 1);
+		flow_dropped(c);
 		client_reply(c, 503, "timed out waiting for a backend");
 		break;
 	}

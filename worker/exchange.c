@@ -36,23 +36,107 @@ exchange_poolq(struct client *c)
 	    c->x.pool)];
 }
 
-void
-exchange_unqueue(struct client *c)
+#define LD(p)		atomic_load_explicit((p), memory_order_relaxed)
+#define ST(p, v)	atomic_store_explicit((p), (v), memory_order_relaxed)
+
+/*
+ * The first request of pool qid waiting here, for the other workers to
+ * see (DESIGN "Flow control": the table decides who is next): its order
+ * key and the epoch at which it last found no backend.
+ */
+static void
+exchange_head_publish(struct worker *w, uint32_t qid)
 {
-	struct worker	*w = c->w;
-	struct shm_poolq *q = exchange_poolq(c);
+	struct shm_poolq	*q = &w->shm->poolq[w->index][qid];
+	struct client		*c;
+
+	TAILQ_FOREACH(c, &w->waitq, qentry)
+		if (c->x.qid == qid) {
+			ST(&q->stuck, c->x.qstuck);
+			atomic_store_explicit(&q->head, c->x.qkey, memory_order_release);
+			return;
+		}
+	atomic_store_explicit(&q->head, 0, memory_order_release);
+}
+
+/*
+ * Does a request of pool qid in another worker come before key?  Only
+ * one that has not found the pool full since its last release: the
+ * others would not take the slot either (another model, say), so they
+ * do not hold the queue back.  Ties go to the lower worker.
+ */
+static int
+exchange_defer(struct worker *w, uint32_t qid, uint64_t key, uint64_t epoch)
+{
+	struct shm_hdr	*shm = w->shm;
+	uint32_t	 j;
+	uint64_t	 h;
+
+	for (j = 0; j < shm->max_workers; j++) {
+		const struct shm_poolq *q = &shm->poolq[j][qid];
+
+		if (j == w->index)
+			continue;
+		h = atomic_load_explicit(&q->head, memory_order_acquire);
+		if (h == 0 || h > key || (h == key && j > w->index))
+			continue;
+		if (LD(&shm->workers[j].state) == 0 || LD(&q->stuck) == epoch)
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+/* Out of the queue: served (a backend took it) or not (answered, gone). */
+static void
+exchange_dequeue(struct client *c, int served)
+{
+	struct worker		*w = c->w;
+	struct shm_poolq	*q = &w->shm->poolq[w->index][c->x.qid];
 
 	if (!c->x.queued)
 		return;
 	c->x.queued = 0;
 	TAILQ_REMOVE(&w->waitq, c, qentry);
 	w->nwait--;
-	atomic_store_explicit(&q->queued,
-	    atomic_load_explicit(&q->queued, memory_order_relaxed) - 1,
+	ST(&q->queued, LD(&q->queued) - 1);
+	ST(&q->band_queued[c->x.band], LD(&q->band_queued[c->x.band]) - 1);
+	atomic_fetch_sub_explicit(&w->shm->qpool[c->x.qid].queued, 1,
 	    memory_order_relaxed);
+	if (served) {
+		uint64_t us = (w->loop.now - c->x.t_queued) * 1000;
+
+		shm_ctr_add(&q->waits, 1);
+		shm_ctr_add(&q->wait_ms, w->loop.now - c->x.t_queued);
+		shm_ctr_add(&q->band_admitted[c->x.band], 1);
+		shm_ctr_add(&q->wait_hist[shm_lat_bucket(us)], 1);
+	}
+	flow_dequeue(c, served);
 	exchange_queue_publish(w);
+	exchange_head_publish(w, c->x.qid);
 	if (w->nwait == 0)
 		ev_timer_stop(&w->loop, &w->queue_timer);
+}
+
+void
+exchange_unqueue(struct client *c)
+{
+	exchange_dequeue(c, 0);
+}
+
+void
+exchange_slot_freed(struct worker *w, int pool)
+{
+	uint32_t	qid;
+
+	if (pool < 0)
+		return;
+	qid = balance_view_qid(&w->view, pool);
+	if (LD(&w->shm->qpool[qid].queued) == 0)
+		return;
+	atomic_fetch_add_explicit(&w->shm->qpool[qid].epoch, 1, memory_order_relaxed);
+	if (w->nwait > 0)
+		w->queue_kick = 1;	/* the queue runs after this event */
 }
 
 /*
@@ -100,36 +184,98 @@ exchange_attached(struct client *c)
 }
 
 /*
- * Every worker's queue runs in FIFO order whenever a slot may have freed:
- * after one of our requests finished at a backend, and every 20 ms while
- * anything waits (slots also free in other workers).
+ * The queue runs in its order (band, then fair share) whenever a slot
+ * may have freed: after one of our requests finished at a backend (that
+ * event's end), and every EXCHANGE_QUEUE_TICK_MS while anything waits
+ * here (slots free in other workers, load signals change).  A request
+ * goes when no other worker holds an earlier one for its pool; one that
+ * finds no backend is passed over for the next (another model may have
+ * room), up to a few per pool and run.
  */
 void
 exchange_queue_run(struct worker *w)
 {
 	struct client	*c, *next;
+	uint64_t	 deferred = 0, touched = 0, epoch;
+	uint8_t		 fails[SHM_POOLS_MAX];
+	uint32_t	 qid;
 
+	memset(fails, 0, sizeof(fails));
 	for (c = TAILQ_FIRST(&w->waitq); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, qentry);
-		if (upstream_attach(c) == -1)
+		qid = c->x.qid;
+		if ((deferred & (1ULL << qid)) || fails[qid] >= 4)
 			continue;
-		{
-			struct shm_poolq *q = exchange_poolq(c);
-
-			shm_ctr_add(&q->waits, 1);
-			shm_ctr_add(&q->wait_ms, w->loop.now - c->x.t_queued);
+		epoch = LD(&w->shm->qpool[qid].epoch);
+		if (exchange_defer(w, qid, c->x.qkey, epoch)) {
+			deferred |= 1ULL << qid;
+			continue;
 		}
-		exchange_unqueue(c);
+		if (upstream_attach(c) == -1) {
+			c->x.qstuck = epoch;
+			fails[qid]++;
+			touched |= 1ULL << qid;
+			continue;
+		}
+		exchange_dequeue(c, 1);
 		client_body_resume(c);
 		if (exchange_attached(c) == 0)
 			client_drive(c);
 	}
+	for (qid = 0; touched != 0; qid++, touched >>= 1)
+		if (touched & 1)
+			exchange_head_publish(w, qid);
+}
+
+/* Into the queue, in its order, if the queue of every worker together has room. */
+static void
+exchange_wait(struct client *c)
+{
+	struct worker		*w = c->w;
+	struct shm_poolq	*q;
+	struct client		*o;
+	uint64_t		 t;
+
+	if (w->conf->queue.size <= 0 ||
+	    exchange_queued_total(w) >= (uint64_t)w->conf->queue.size) {
+		shm_ctr_add(&exchange_poolq(c)->rejected, 1);
+		client_reply(c, 503, "every backend is busy and the queue is full");
+		return;
+	}
+	c->phase = CP_WAIT;
+	c->x.queued = 1;
+	c->x.t_queued = w->loop.now;
+	c->x.qid = balance_view_qid(&w->view, c->x.pool);
+	c->x.qstuck = LD(&w->shm->qpool[c->x.qid].epoch);
+	c->x.qkey = flow_enqueue(c);
+	TAILQ_FOREACH_REVERSE(o, &w->waitq, clientq, qentry)
+		if (o->x.qkey <= c->x.qkey)
+			break;
+	if (o != NULL)
+		TAILQ_INSERT_AFTER(&w->waitq, o, c, qentry);
+	else
+		TAILQ_INSERT_HEAD(&w->waitq, c, qentry);
+	w->nwait++;
+	q = &w->shm->poolq[w->index][c->x.qid];
+	ST(&q->queued, LD(&q->queued) + 1);
+	ST(&q->band_queued[c->x.band], LD(&q->band_queued[c->x.band]) + 1);
+	atomic_fetch_add_explicit(&w->shm->qpool[c->x.qid].queued, 1,
+	    memory_order_relaxed);
+	exchange_queue_publish(w);
+	exchange_head_publish(w, c->x.qid);
+	t = (uint64_t)w->conf->queue.timeout_ms;
+	if (c->x.deadline != 0 && (c->x.deadline <= w->loop.now ||
+	    c->x.deadline - w->loop.now < t))
+		t = c->x.deadline > w->loop.now ? c->x.deadline - w->loop.now : 0;
+	ev_timer_after(&w->loop, &c->timer, t);
+	if (!ev_timer_armed(&w->queue_timer))
+		ev_timer_after(&w->loop, &w->queue_timer, EXCHANGE_QUEUE_TICK_MS);
 }
 
 /*
  * No backend can take the request now.  If that is only because every
- * eligible one is at max_conns, wait for a slot (up to queue.timeout,
- * and only while the queue of every worker together has room); otherwise,
+ * eligible one is at max_conns (or over its load signals, queue.saturation),
+ * wait for one (up to queue.timeout or the request's deadline); otherwise,
  * or when the queue is full, answer 503 at once.
  */
 static void
@@ -149,28 +295,7 @@ exchange_no_backend(struct client *c)
 		client_reply(c, 503, "no backend available");
 		return;
 	}
-	if (w->conf->queue.size <= 0 ||
-	    exchange_queued_total(w) >= (uint64_t)w->conf->queue.size) {
-		shm_ctr_add(&exchange_poolq(c)->rejected, 1);
-		client_reply(c, 503, "every backend is at its connection limit and the queue is full");
-		return;
-	}
-	c->phase = CP_WAIT;
-	c->x.queued = 1;
-	c->x.t_queued = w->loop.now;
-	TAILQ_INSERT_TAIL(&w->waitq, c, qentry);
-	w->nwait++;
-	{
-		struct shm_poolq *q = exchange_poolq(c);
-
-		atomic_store_explicit(&q->queued,
-		    atomic_load_explicit(&q->queued, memory_order_relaxed) + 1,
-		    memory_order_relaxed);
-	}
-	exchange_queue_publish(w);
-	ev_timer_after(&w->loop, &c->timer, w->conf->queue.timeout_ms);
-	if (!ev_timer_armed(&w->queue_timer))
-		ev_timer_after(&w->loop, &w->queue_timer, 20);
+	exchange_wait(c);
 }
 
 /*
@@ -225,6 +350,17 @@ exchange_start(struct client *c)
 		return;
 	/* an inference has no side effect to repeat: until its answer shows, it may move on */
 	c->x.llm_replay = c->x.infer && c->x.llm != NULL && w->conf->llm.hold_headers;
+	if (flow_admit(c) == -1)
+		return;
+	c->x.breq.gate = w->conf->queue.saturation && w->conf->queue.size > 0;
+	if (w->conf->queue.size > 0 && LD(&w->shm->qpool[balance_view_qid(&w->view,
+	    c->x.pool)].queued) > 0) {
+		/* others wait for this pool: it takes its place among them */
+		exchange_no_backend(c);
+		if (c->x.queued)
+			exchange_queue_run(w);
+		return;
+	}
 	if (upstream_attach(c) == -1) {
 		exchange_no_backend(c);
 		return;
@@ -321,13 +457,21 @@ exchange_failed(struct client *c, uint32_t slot, enum up_err e, int reused)
 	if ((e == UPE_EMPTY || e == UPE_SEND) && reused && replay) {
 		/*
 		 * A pooled connection the backend had already closed: not the
-		 * backend's fault, so it is neither an attempt nor excluded.
+		 * backend's fault, so it is neither an attempt nor excluded,
+		 * nor a retry the budget counts.
 		 */
 		c->x.attempts--;
 		if (c->x.breq.nexclude > 0 &&
 		    c->x.breq.exclude[c->x.breq.nexclude - 1] == slot)
 			c->x.breq.nexclude--;
-	}
+	} else if (replay && e != UPE_CONNECT && !c->x.budget_taken && !flow_retry_take(c))
+		/*
+		 * The retry budget is spent: the client gets this failure.  A
+		 * connect that failed is not counted: the request never
+		 * reached a backend, and moving it on costs the fleet nothing.
+		 */
+		replay = 0;
+	c->x.budget_taken = 0;
 	if (replay && c->x.fail_slot < 0 && e != UPE_EMPTY && e != UPE_SEND) {
 		c->x.fail_slot = (int)slot;
 		c->x.t_fail = w->loop.now;

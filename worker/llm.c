@@ -16,6 +16,7 @@
 
 #include "worker/http.h"
 #include "worker/jscan.h"
+#include "worker/flow.h"
 #include "worker/llm.h"
 #include "worker/worker.h"
 
@@ -68,6 +69,10 @@ llm_wants(struct client *c, int *blocks)
 		return 0;
 	strat = shm_pool_strategy(w->shm, w->view.pools[pool].id);
 	cp = &w->conf->pools[pool];
+	/* a tokens_per_minute limit counts the prompt whatever the strategy */
+	if (c->x.infer && c->x.rule > 0 &&
+	    w->conf->ratelimits[c->x.rule - 1].tpm > 0)
+		return 1;
 	*blocks = strat == STRAT_LLM || cp->shadow_strategy == STRAT_LLM ||
 	    (cp->allow_strategies & (1u << STRAT_LLM));
 	if (*blocks || strat == STRAT_LEAST_TOKENS || strat == STRAT_MODEL ||
@@ -363,6 +368,7 @@ llm_attempt_done(struct upconn *u, int ok)
 	if (ct < 0)
 		/* an event per token, less the final [DONE] */
 		ct = lr->sse && lr->events > 0 ? lr->events - 1 : 0;
+	flow_usage(c, pt + ct);
 	ADD(&p->prompt_tokens, (uint64_t)pt);
 	ADD(&p->output_tokens, (uint64_t)ct);
 	if (cached > 0)

@@ -60,6 +60,7 @@ reply_reason(int status)
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 417: return "Expectation Failed";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
@@ -83,12 +84,14 @@ reply_type(int status)
 
 /*
  * reply_build() appends a complete response (head and JSON body
- * {"error": {"message", "type", "code"}}) to b.  Returns 0, or -1 if b
- * has no room (the caller closes the connection instead).
+ * {"error": {"message", "type", "param", "code"}}) to b.  x, when not
+ * NULL, names the error's type and code (else by the status: the code
+ * is the status) and adds header lines (each ending in CRLF).  Returns
+ * 0, or -1 if b has no room (the caller closes the connection instead).
  */
 int
 reply_build(struct buf *b, int status, const char *msg, int close,
-    const char *rid)
+    const char *rid, const struct reply_extra *x)
 {
 	json_t	*root;
 	char	*body;
@@ -96,8 +99,10 @@ reply_build(struct buf *b, int status, const char *msg, int close,
 	int	 n;
 	size_t	 blen;
 
-	root = json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg,
-	    "type", reply_type(status), "code", status);
+	root = json_pack("{s:{s:s, s:s, s:n, s:o}}", "error", "message", msg,
+	    "type", x != NULL && x->type != NULL ? x->type : reply_type(status),
+	    "param", "code", x != NULL && x->code != NULL ?
+	    json_string(x->code) : json_integer(status));
 	if (root == NULL)
 		return -1;
 	body = json_dumps(root, JSON_COMPACT);
@@ -113,10 +118,11 @@ reply_build(struct buf *b, int status, const char *msg, int close,
 	    "Server: routerd\r\n"
 	    "Content-Type: application/json\r\n"
 	    "Content-Length: %zu\r\n"
-	    "%s%s%s"
+	    "%s%s%s%s"
 	    "\r\n%s\n",
 	    status, reply_reason(status), blen + 1,
 	    status == 503 ? "Retry-After: 1\r\n" : "",
+	    x != NULL && x->headers != NULL ? x->headers : "",
 	    close ? "Connection: close\r\n" : "", ridline, body);
 	free(body);
 	if (n < 0 || (size_t)n >= buf_room(b))

@@ -259,6 +259,9 @@ req_on_headers_complete(llhttp_t *p)
 	}
 	if (c->x.rid[0] == '\0')
 		request_make_id(c);
+	/* its tenant, band and deadline (flow control) */
+	if ((st = flow_head(c, base)) != 0)
+		return client_fail(c, st);
 
 	/*
 	 * X-Router-Strategy: whether the pool allows it is for

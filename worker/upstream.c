@@ -221,8 +221,13 @@ resp_on_headers_complete(llhttp_t *p)
 	    .answered = c->x.resp_started || c->x.head_sent, .complete = c->x.msg_done,
 	    /* any 5xx, when another backend can take it: else this one's own error goes out */
 	    .llm = c->x.llm_replay && status >= 500 && exchange_can_move(c) },
-	    c->x.attempts, c->w->conf->retries.max)) {
-		/* not forwarded: another backend may answer it (upstream_fail decides) */
+	    c->x.attempts, c->w->conf->retries.max) && flow_retry_take(c)) {
+		/*
+		 * Not forwarded: another backend may answer it (upstream_fail
+		 * decides); the retry budget counted it.  Refused by the
+		 * budget, this answer goes to the client as it came.
+		 */
+		c->x.budget_taken = 1;
 		u->retry_status = 1;
 		c->x.status = status;
 		return -1;
@@ -410,8 +415,7 @@ upstream_release(struct upconn *u, int reuse)
 		llm_attempt(u, -1);
 		c->up = NULL;
 		u->cl = NULL;
-		if (w->nwait > 0)
-			w->queue_kick = 1;	/* a slot freed: the queue runs after this event */
+		exchange_slot_freed(w, c->x.pool);
 	}
 	/* hup: the backend's FIN came with its answer; no edge will say so again */
 	if (!reuse || u->no_reuse || u->closed || u->hup || u->addr_gen != b->addr_gen ||

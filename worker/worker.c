@@ -226,7 +226,7 @@ worker_queue_tick(struct ev_loop *l, struct ev_timer *t)
 
 	exchange_queue_run(w);
 	if (w->nwait > 0)
-		ev_timer_after(l, t, 20);
+		ev_timer_after(l, t, EXCHANGE_QUEUE_TICK_MS);
 }
 
 static void
@@ -469,6 +469,7 @@ worker_main(struct conf *cf, struct shm_hdr *shm, uint32_t index,
 	w.fwdsz += 1024;
 	w.alog_fd = -1;
 	worker_retry_statuses(&w);
+	flow_init(&w);
 	if ((w.backup_pool = calloc(cf->npools ? cf->npools : 1, sizeof(int))) == NULL)
 		fatal("worker: calloc");
 	for (i = 0; i < cf->npools; i++)

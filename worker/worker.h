@@ -15,6 +15,7 @@
 #include "lib/ev.h"
 #include "shm/table.h"
 #include "worker/balance.h"
+#include "worker/flow.h"
 #include "worker/retry.h"
 
 #define WORKER_BUFSZ		(32 * 1024)	/* client in/out, upstream in */
@@ -68,6 +69,7 @@ enum cphase {
 
 struct upconn;
 struct worker;
+struct reply_extra;
 
 /*
  * One request's life (DESIGN "exchange"): what the request is, where it
@@ -110,8 +112,20 @@ struct exchange {
 	uint64_t		 t_queued;	/* ms: entered the wait queue */
 	unsigned		 queued:1, retry_wait:1, on_backup_pool:1,
 				 retried_same:1,
+				 budget_taken:1,	/* the retry budget counted the retry this failure asks for */
 				 llm_replay:1;	/* an LLM request of a pool that holds heads:
 						   replayable until its first event shows */
+	/* flow control (worker/flow.c) */
+	uint64_t		 tenant_key;	/* hash of its tenant's name */
+	int32_t			 tenant;	/* its entry in the table's tenants + 1; 0 not looked up, -1 none */
+	int16_t			 rule;		/* its ratelimits entry + 1, 0 none */
+	uint8_t			 band;		/* admission band, 0 (priority -8) to SHM_BANDS - 1 */
+	uint64_t		 deadline;	/* ms: X-Request-Deadline, 0 none */
+	uint64_t		 qkey;		/* its order in the queue (flow_enqueue()) */
+	uint64_t		 qstuck;	/* its pool's release epoch when it last found no backend */
+	uint32_t		 qid;		/* the table id of the pool it waits for */
+	int64_t			 tok_charged;	/* tokens charged to its tenant's tokens_per_minute */
+	char			 tlabel[SHM_TENANT_LABEL];	/* its tenant, as shown */
 	/* the response */
 	enum body_kind		 resp_body;	/* framing towards the client */
 	unsigned		 resp_started:1, resp_done:1, head_sent:1,
@@ -218,7 +232,7 @@ struct worker {
 	struct clientq		 clients;
 	size_t			 nclients;
 	struct clientq		 czombies;
-	struct clientq		 waitq;		/* requests waiting for a backend slot (FIFO) */
+	struct clientq		 waitq;		/* requests waiting for a backend, in their order (flow_enqueue()) */
 	size_t			 nwait;
 	int			 queue_kick;
 	struct ev_timer		 down_timer;	/* releases first-byte waiters at backends gone down */
@@ -237,6 +251,7 @@ struct worker {
 	int			 sigfd;
 	uint8_t			 retry_status[600 / 8];	/* bit per status: retries.on_status */
 	int			*backup_pool;	/* [npools]: index of each pool's backup pool, -1 */
+	struct flow_conf	 flow;		/* flow control's settings (flow_init()) */
 	int			 alog_fd;	/* access log, -1: off */
 	struct buf		 alog;		/* lines waiting for the next flush */
 	time_t			 alog_sec;	/* second the cached time text is for */
@@ -275,6 +290,8 @@ void	 client_drive(struct client *);
 void	 client_close(struct client *);
 /* Our own answer (an error, a 503): nothing of a response may have gone out. */
 void	 client_reply(struct client *, int status, const char *msg);
+void	 client_reply_x(struct client *, int status, const char *msg,
+	    const struct reply_extra *);
 /* The response broke after its head went out: flush what is buffered, then close with no clean end. */
 void	 client_cut(struct client *);
 /* The request head is read: its body, if any, starts now (timers). */
@@ -292,7 +309,10 @@ void	 request_make_id(struct client *);
 /* exchange.c: one request's life */
 /* The head (and a held body) are in: route, pick, attach or queue. */
 void	 exchange_start(struct client *);
+#define EXCHANGE_QUEUE_TICK_MS	5	/* the queue runs this often while anything waits here */
 void	 exchange_queue_run(struct worker *);
+/* A backend slot of pool (a view index) freed: the next waiting request, in any worker, may take it. */
+void	 exchange_slot_freed(struct worker *, int pool);
 void	 exchange_unqueue(struct client *);
 struct shm_poolq *exchange_poolq(struct client *);
 /* No other backend: try slot again after retries.delay.  0 if scheduled. */
@@ -326,8 +346,14 @@ void	 hold_free_fwd(struct client *);
 
 /* reply.c */
 const char *reply_reason(int status);
+/* What an error reply says beyond its status (all may be NULL). */
+struct reply_extra {
+	const char	*type;		/* the error's "type", else by the status */
+	const char	*code;		/* its "code" (a string), else the status */
+	const char	*headers;	/* header lines, each ending in CRLF */
+};
 int	 reply_build(struct buf *, int status, const char *msg, int close,
-	    const char *rid);
+	    const char *rid, const struct reply_extra *);
 struct json_t;
 int	 reply_json(struct buf *, int status, struct json_t *root, int close,
 	    const char *rid);

@@ -471,21 +471,27 @@ req_query_ll(const struct fb_req *r, const char *key, long long def)
 
 /* ?delay_ms=, else X-Fake-Delay-Ms, else def. */
 long
-req_delay_ms(const struct fb_req *r, long def)
+req_ms(const struct fb_req *r, const char *query, const char *header, long def)
 {
 	const char	*h;
 	char		*end;
 	long long	 v;
 	long		 hv;
 
-	if ((v = req_query_ll(r, "delay_ms", -1)) >= 0)
+	if ((v = req_query_ll(r, query, -1)) >= 0)
 		return v > 3600000 ? 3600000 : (long)v;
-	if ((h = req_header(r, "X-Fake-Delay-Ms")) != NULL) {
+	if ((h = req_header(r, header)) != NULL) {
 		hv = strtol(h, &end, 10);
 		if (end != h && *end == '\0' && hv >= 0)
 			return hv > 3600000 ? 3600000 : hv;
 	}
 	return def;
+}
+
+long
+req_delay_ms(const struct fb_req *r, long def)
+{
+	return req_ms(r, "delay_ms", "X-Fake-Delay-Ms", def);
 }
 
 /*

@@ -148,6 +148,8 @@ const char	*req_header(const struct fb_req *, const char *);
 int		 req_query(const struct fb_req *, const char *, char *, size_t);
 long long	 req_query_ll(const struct fb_req *, const char *, long long);
 long		 req_delay_ms(const struct fb_req *, long);
+/* ?query= or the header field, in ms (0 to an hour), else def. */
+long		 req_ms(const struct fb_req *, const char *query, const char *header, long def);
 json_t		*fb_jstr(const char *, size_t);
 
 /* routes.c */

@@ -347,7 +347,8 @@ oa_event(struct fb_conn *c, json_t *j)
 
 /*
  * Stream ntok tokens as server-sent events, one event per chunk, the delay
- * (?delay_ms= or X-Fake-Delay-Ms, default 20 ms) between tokens; then a
+ * (?delay_ms= or X-Fake-Delay-Ms, default 20 ms) between tokens, the first
+ * after ?first_ms= or X-Fake-First-Ms (default 0); then a
  * finish event, a usage event if asked, and "data: [DONE]".  chat selects
  * chat.completion.chunk over text_completion objects.  0 or -1.
  */
@@ -372,6 +373,9 @@ oa_stream(struct fb_conn *c, const char *model, int chat, long long ntok,
 	if (r->head_only)
 		return 0;
 
+	/* ?first_ms= or X-Fake-First-Ms: the prefill, before the first token */
+	if ((k = req_ms(r, "first_ms", "X-Fake-First-Ms", 0)) > 0)
+		fb_msleep((long)k);
 	for (k = 0; k < ntok; k++) {
 		if (k > 0)
 			fb_msleep(d);

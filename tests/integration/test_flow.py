@@ -1,0 +1,389 @@
+"""Flow control (DESIGN "Flow control"): host-wide rate limits with
+OpenAI's 429s, the admission queue's bands, deadlines and token-weighted
+fairness across workers, and the retry budget, on real routerd processes
+in front of fakebe and the simulated vLLM fleet."""
+import http.client
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from harness import free_port, request
+from test_vllmsim import metrics, sim
+
+
+def _yaml(backends, workers=1, extra="", strategy="round_robin", opts=""):
+    lines = ["listen:", "  - address: LISTEN", "workers: %d" % workers,
+             "strategy: %s" % strategy, "health:", "  type: none", "backends:"]
+    for b in backends:
+        addr = b.addr if hasattr(b, "addr") else "127.0.0.1:%d" % b.port
+        name = getattr(b, "name", "s%d" % b.port)
+        lines.append("  - { name: %s, address: %s%s }" % (name, addr, opts))
+    return "\n".join(lines) + "\n" + extra
+
+
+def _router(env, text):
+    aport = free_port()
+    r = env.router(text + "admin:\n  address: 127.0.0.1:%d\n" % aport)
+    r.admin = aport
+    return r
+
+
+def _prom(r, name, **labels):
+    want = ['%s="%s"' % kv for kv in labels.items()]
+    return sum(v for (n, lab), v in metrics(r.admin).items()
+               if n == name and all(w in lab for w in want))
+
+
+class _Hammer:
+    """threads each sending GETs on a keep-alive connection of its own until
+    stop; every answer's status and the time it was sent are kept."""
+
+    def __init__(self, port, threads, path="/x", headers=None, limit=40000):
+        self.port, self.path, self.headers = port, path, headers or {}
+        self.stop_at = None
+        self.res = []
+        self.lock = threading.Lock()
+        self.limit = limit
+        self.ts = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        mine = []
+        while time.time() < self.stop_at and len(mine) < self.limit:
+            t = time.time()
+            try:
+                c.request("GET", self.path, headers=self.headers)
+                r = c.getresponse()
+                r.read()
+                mine.append((t, r.status, dict((k.lower(), v) for k, v in r.getheaders())))
+                if r.getheader("connection", "").lower() == "close":
+                    c.close()
+                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            except (OSError, http.client.HTTPException):
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c.close()
+        with self.lock:
+            self.res.extend(mine)
+
+    def run(self, seconds):
+        self.stop_at = time.time() + seconds
+        for t in self.ts:
+            t.start()
+        for t in self.ts:
+            t.join()
+        return sorted(self.res, key=lambda x: x[0])
+
+
+def test_rate_limit_requests_per_second_exact_over_four_workers(env):
+    """N requests per second, one budget for 4 workers: over a run the
+    admitted count is the bucket (burst) plus N per second, within 1 %;
+    each refusal is OpenAI's 429 with its headers."""
+    be = env.backend("a")
+    n, burst = 100, 10
+    r = _router(env, _yaml([be], workers=4, extra=(
+        "ratelimits:\n  - { tenant: \"*\", requests_per_second: %d, burst: %d }\n" % (n, burst))))
+    res = _Hammer(r.port, 16, headers={"Authorization": "Bearer sk-one-tenant-0001"}).run(6.0)
+    ok = [x for x in res if x[1] == 200]
+    lim = [x for x in res if x[1] == 429]
+    assert len(ok) + len(lim) == len(res), set(x[1] for x in res)
+    assert len(lim) > 5 * len(ok), (len(ok), len(lim))     # offered well past the limit
+    span = res[-1][0] - res[0][0]
+    want = burst + n * span
+    assert abs(len(ok) - want) <= 0.01 * want + 1, (len(ok), want, span)
+    # spread over the workers: each served some (SO_REUSEPORT spreads the 16 connections)
+    per = [_prom(r, "routerd_tenant_requests_total")]
+    assert per[0] == len(ok), per
+    h = lim[-1][2]
+    assert int(h["retry-after"]) >= 1 and 0 < int(h["retry-after-ms"]) <= 1000, h
+    assert h["x-ratelimit-limit-requests"] == str(burst), h
+    assert h["x-ratelimit-remaining-requests"] == "0", h
+    assert h["x-ratelimit-reset-requests"].endswith("ms"), h
+    st, hd, body = request(r.port, "GET", "/x", headers={"Authorization": "Bearer sk-one-tenant-0001"})
+    while st != 429:
+        st, hd, body = request(r.port, "GET", "/x", headers={"Authorization": "Bearer sk-one-tenant-0001"})
+    err = json.loads(body)["error"]
+    assert err["code"] == "rate_limit_exceeded" and err["type"] == "requests", err
+    assert "param" in err and err["param"] is None, err
+    assert "sk-o...0001" in err["message"], err    # the key is shown cut to its ends
+    # another tenant has a budget of its own
+    st, _, _ = request(r.port, "GET", "/x", headers={"Authorization": "Bearer sk-other"})
+    assert st == 200
+
+
+def test_rate_limit_named_tenant_and_client_address(env):
+    """A named entry wins over *; without the header the tenant is the
+    client's address; tokens_per_minute over a whole minute is refused as too large."""
+    be = env.backend("a")
+    r = _router(env, _yaml([be], workers=2, extra=(
+        "queue:\n  tenant: \"header:X-Api-Key\"\n"
+        "ratelimits:\n  - { tenant: \"*\", requests_per_second: 1000 }\n"
+        "  - { tenant: \"gold\", requests_per_second: 1, burst: 2 }\n"
+        "  - { tenant: \"127.0.0.1\", requests_per_second: 1, burst: 1 }\n")))
+    sts = [request(r.port, "GET", "/x", headers={"X-Api-Key": "gold"})[0] for _ in range(4)]
+    assert sts[:2] == [200, 200] and sts[2:] == [429, 429], sts
+    st, h, body = request(r.port, "GET", "/x", headers={"X-Api-Key": "gold"})
+    assert "gold" in json.loads(body)["error"]["message"]    # not a secret's name: shown whole
+    sts = [request(r.port, "GET", "/x")[0] for _ in range(3)]
+    assert sts == [200, 429, 429], sts
+    sts = [request(r.port, "GET", "/x", headers={"X-Api-Key": "k%d" % i})[0] for i in range(20)]
+    assert sts == [200] * 20, sts
+
+
+def test_tokens_per_minute_within_5_percent_mixed_prompts(env):
+    """A tokens_per_minute budget, mixed prompt sizes, the backend's usage
+    correcting each charge: the tokens the backend reports for the admitted
+    requests are the bucket (a minute's worth) plus the rate, within 5 %."""
+    s = sim(env, "--model", "m1", "--max-num-seqs", "16", "--prefill-us-per-token", "5",
+            "--decode-base-ms", "2")
+    tpm = 12000
+    r = _router(env, _yaml([s], workers=2, extra=(
+        "ratelimits:\n  - { tenant: \"*\", tokens_per_minute: %d }\n" % tpm)))
+    used, lock = [], threading.Lock()
+    t_end = time.time() + 12.0
+    sizes = [40, 200, 800, 2400]
+
+    def client(seed):
+        rnd = random.Random(seed)
+        c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=10)
+        while time.time() < t_end:
+            body = json.dumps({"model": "m1", "max_tokens": rnd.choice([4, 16, 32]),
+                               "messages": [{"role": "user", "content": "w%d " % seed +
+                                             "abcd" * (rnd.choice(sizes) // 4)}]})
+            t = time.time()
+            c.request("POST", "/v1/chat/completions", body=body,
+                      headers={"Content-Type": "application/json", "Authorization": "Bearer t1"})
+            resp = c.getresponse()
+            data = resp.read()
+            if resp.status == 200:
+                u = json.loads(data)["usage"]
+                with lock:
+                    used.append((t, u["prompt_tokens"] + u["completion_tokens"]))
+            else:
+                assert resp.status == 429, (resp.status, data[:200])
+                assert json.loads(data)["error"]["type"] == "tokens"
+                time.sleep(0.01)
+        c.close()
+
+    t0 = time.time()
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    span = max(t for t, _ in used) - t0
+    got = sum(n for _, n in used)
+    want = tpm + tpm / 60.0 * span
+    assert abs(got - want) <= 0.05 * want, (got, want, span, len(used))
+    # a request that a whole minute cannot hold: refused at once, said so
+    st, h, body = request(r.port, "POST", "/v1/chat/completions", body=json.dumps(
+        {"model": "m1", "max_tokens": 50000, "messages": [{"role": "user", "content": "hi"}]}),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer t2"})
+    assert st == 429 and "too large" in json.loads(body)["error"]["message"], (st, body)
+    assert h["x-ratelimit-limit-tokens"] == str(tpm), h
+
+
+def _slow(port, ms, headers=None, out=None, key=None):
+    st, h, body = request(port, "GET", "/slow?ms=%d" % ms, headers=headers or {}, timeout=30)
+    if out is not None:
+        out.append((key, time.time(), st, h.get("x-backend")))
+    return st
+
+
+def test_deadline_passed_in_queue_or_before_never_reaches_backend(env):
+    be = env.backend("a")
+    r = _router(env, _yaml([be], workers=2, opts=", max_conns: 1",
+                           extra="queue:\n  timeout: 10s\n"))
+    busy = threading.Thread(target=_slow, args=(r.port, 1500))
+    busy.start()
+    time.sleep(0.3)
+    n0 = be.stats()["requests"]
+    t = time.time()
+    st, _, body = request(r.port, "GET", "/slow?ms=1", headers={"X-Request-Deadline": "300ms"})
+    waited = time.time() - t
+    assert st == 503 and "deadline" in json.loads(body)["error"]["message"], (st, body)
+    assert 0.25 <= waited < 1.2, waited
+    st, _, body = request(r.port, "GET", "/slow?ms=1",
+                          headers={"X-Request-Deadline": "%.3f" % (time.time() + 0.2)})
+    assert st == 503, st
+    busy.join()
+    # already past on arrival: 503 at once, even with a free backend
+    st, _, body = request(r.port, "GET", "/x", headers={"X-Request-Deadline": "%.3f" % (time.time() - 1)})
+    assert st == 503 and "deadline" in json.loads(body)["error"]["message"], (st, body)
+    assert be.stats()["requests"] == n0, be.stats()
+    st, _, _ = request(r.port, "GET", "/x", headers={"X-Request-Deadline": "soon"})
+    assert st == 400
+    st, _, _ = request(r.port, "GET", "/x", headers={"X-Request-Deadline": "5s"})
+    assert st == 200
+    assert _prom(r, "routerd_queue_deadline_dropped_total") == 2
+    assert _prom(r, "routerd_queue_deadline_expired_total") == 1
+
+
+def test_high_priority_overtakes_queued_low_across_workers(env):
+    """One backend slot, two workers: low-priority requests queue in order
+    (on either worker); a high-priority one sent last is served first."""
+    be = env.backend("a")
+    r = _router(env, _yaml([be], workers=2, opts=", max_conns: 1"))
+    out = []
+    ts = [threading.Thread(target=_slow, args=(r.port, 600), kwargs={"out": out, "key": "busy"})]
+    ts[0].start()
+    time.sleep(0.2)
+    for i in range(6):
+        ts.append(threading.Thread(target=_slow, args=(r.port, 60),
+                                   kwargs={"headers": {"X-Priority": "-2", "Authorization": "Bearer low"},
+                                           "out": out, "key": "low%d" % i}))
+        ts[-1].start()
+        time.sleep(0.05)
+    ts.append(threading.Thread(target=_slow, args=(r.port, 60),
+                               kwargs={"headers": {"X-Priority": "5", "Authorization": "Bearer hi"},
+                                       "out": out, "key": "high"}))
+    ts[-1].start()
+    for t in ts:
+        t.join()
+    order = [k for k, _, st, _ in sorted(out, key=lambda x: x[1])]
+    assert all(st == 200 for _, _, st, _ in out), out
+    assert order[0] == "busy" and order[1] == "high", order
+    assert order[2:] == ["low%d" % i for i in range(6)], order   # one tenant, one band: in order
+    assert _prom(r, "routerd_queue_admitted_total", priority="5") == 1
+    assert _prom(r, "routerd_queue_admitted_total", priority="-2") == 6
+
+
+_DRIVER = r'''
+import http.client, json, sys, threading, time
+port, key, n, secs, first = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+out, lock = [], threading.Lock()
+t_end = time.time() + secs
+body = json.dumps({"model": "demo-model", "stream": True, "max_tokens": 3,
+                   "messages": [{"role": "user", "content": "q" * 400}]})
+def run():
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while time.time() < t_end:
+        t = time.time()
+        c.request("POST", "/v1/chat/completions?first_ms=%s&delay_ms=2" % first, body=body,
+                  headers={"Content-Type": "application/json", "Authorization": "Bearer " + key})
+        r = c.getresponse()
+        ttft = None
+        while True:
+            line = r.fp.readline()
+            if not line:
+                break
+            if ttft is None and line.startswith(b"data: {"):
+                ttft = time.time() - t
+            if line.startswith(b"data: [DONE]"):
+                r.read()
+                break
+        with lock:
+            out.append((r.status, ttft))
+    c.close()
+ts = [threading.Thread(target=run) for _ in range(n)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(json.dumps(out))
+'''
+
+
+def _drive(port, key, n, secs, first=200):
+    return subprocess.Popen([sys.executable, "-c", _DRIVER, str(port), key, str(n), str(secs), str(first)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _p(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def test_heavy_tenant_cannot_raise_light_tenant_ttft_p99(env):
+    """A simulated fleet of 32 stream slots (2 backends, max_conns 16) with a
+    200 ms prefill.  A light tenant keeps 4 streams going; alone, its TTFT
+    p99 is its solo figure.  A heavy tenant then keeps 40 going (10x the
+    load, past the fleet: the rest wait in routerd's queue, on 2 workers):
+    the light tenant's TTFT p99 stays within 20 % of its solo figure, while
+    the heavy tenant's own requests wait."""
+    b1, b2 = env.backend("a"), env.backend("b")
+    r = _router(env, _yaml([b1, b2], workers=2, strategy="least_connections", opts=", max_conns: 16"))
+    solo = _drive(r.port, "light", 4, 6.0)
+    solo_res = json.loads(solo.communicate(timeout=60)[0])
+    heavy = _drive(r.port, "heavy", 40, 10.0)
+    time.sleep(2.0)
+    light = _drive(r.port, "light", 4, 6.0)
+    light_res = json.loads(light.communicate(timeout=60)[0])
+    heavy_res = json.loads(heavy.communicate(timeout=60)[0])
+    for res in (solo_res, light_res, heavy_res):
+        assert res and all(st == 200 and t is not None for st, t in res), res[:5]
+    s99 = _p([t for _, t in solo_res], 0.99)
+    l99 = _p([t for _, t in light_res], 0.99)
+    h50 = _p([t for _, t in heavy_res], 0.5)
+    assert l99 <= 1.2 * s99, (l99, s99, len(light_res))
+    # the fleet was past its capacity: the heavy tenant queued for it
+    assert h50 > 1.3 * s99, (h50, s99)
+
+
+def test_fair_share_is_weighted_by_tokens(env):
+    """Two tenants, both always waiting, one sending prompts ten times as
+    long: the fleet's tokens are shared about evenly, so the short-prompt
+    tenant gets about ten times the requests (per-request fairness would
+    give them the same count)."""
+    be = env.backend("a")
+    r = _router(env, _yaml([be], workers=2, strategy="least_tokens", opts=", max_conns: 2"))
+    res = {}
+
+    def tenant(key, chars, secs=6.0, n=8):
+        done, lock = [0], threading.Lock()
+        t_end = time.time() + secs
+        body = json.dumps({"model": "demo-model", "max_tokens": 4,
+                           "messages": [{"role": "user", "content": "z" * chars}]})
+
+        def run():
+            c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+            while time.time() < t_end:
+                c.request("POST", "/v1/chat/completions?first_ms=40&delay_ms=1", body=json.dumps(
+                    dict(json.loads(body), stream=True)),
+                    headers={"Content-Type": "application/json", "Authorization": "Bearer " + key})
+                resp = c.getresponse()
+                resp.read()
+                assert resp.status == 200
+                if time.time() < t_end:
+                    with lock:
+                        done[0] += 1
+            c.close()
+        ts = [threading.Thread(target=run) for _ in range(n)]
+        for t in ts:
+            t.start()
+        return ts, done
+
+    la, da = tenant("long", 8000)
+    sa, ds = tenant("short", 800)
+    for t in la + sa:
+        t.join()
+    res = {"long": da[0], "short": ds[0]}
+    tok_long = res["long"] * (8000 / 4 + 4)
+    tok_short = res["short"] * (800 / 4 + 4)
+    assert res["long"] > 0 and res["short"] > 0, res
+    ratio = tok_short / tok_long
+    assert 0.5 <= ratio <= 2.0, (res, ratio)
+    assert res["short"] >= 4 * res["long"], res
+
+
+def test_retry_budget_holds_when_every_backend_fails(env):
+    """Every backend answers 500 (a retried status): retries of both workers
+    stay under budget_percent of the requests (or budget_min per second),
+    and a request the budget refuses gets the backend's own 500."""
+    bs = [env.backend("f%d" % i, extra=("-F", "500")) for i in range(3)]
+    r = _router(env, _yaml(bs, workers=2, extra=(
+        "retries:\n  on_status: \"500,502,503,504\"\n  delay: 0s\n"
+        "  budget_percent: 20\n  budget_min: 1\n")))
+    res = _Hammer(r.port, 8).run(3.0)
+    n = len(res)
+    assert n >= 100, n
+    assert all(st == 500 for _, st, _ in res), set(st for _, st, _ in res)
+    sent = sum(b.stats()["requests"] for b in bs)
+    retries = sent - n
+    allowed = max(1 * 10, 0.20 * n)
+    assert 0 < retries <= allowed + 2, (retries, allowed, n)
+    assert _prom(r, "routerd_retry_budget_refused_total") > 0
+    assert _prom(r, "routerd_retry_budget_retries_total") == retries
