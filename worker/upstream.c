@@ -221,11 +221,13 @@ resp_on_headers_complete(llhttp_t *p)
 	    .answered = c->x.resp_started || c->x.head_sent, .complete = c->x.msg_done,
 	    /* any 5xx, when another backend can take it: else this one's own error goes out */
 	    .llm = c->x.llm_replay && status >= 500 && exchange_can_move(c) },
-	    c->x.attempts, c->w->conf->retries.max) && flow_retry_take(c)) {
+	    c->x.attempts, c->w->conf->retries.max) && exchange_can_move(c) &&
+	    flow_retry_take(c)) {
 		/*
 		 * Not forwarded: another backend may answer it (upstream_fail
-		 * decides); the retry budget counted it.  Refused by the
-		 * budget, this answer goes to the client as it came.
+		 * decides); the retry budget counted it.  With no backend
+		 * left to try, or refused by the budget, this answer goes to
+		 * the client as it came.
 		 */
 		c->x.budget_taken = 1;
 		u->retry_status = 1;
