@@ -372,6 +372,24 @@ master_stripe_reset(struct master *m, uint32_t stripe)
 	 */
 	for (i = 0; i < n; i++)
 		shm_inflight_set(m->shm, stripe, i, 0);
+	/*
+	 * Its queue went with it: the host-wide counts lose what it held,
+	 * and no worker waits behind its first request any more.
+	 */
+	for (i = 0; i < SHM_POOLS_MAX; i++) {
+		struct shm_poolq	*q = &m->shm->poolq[stripe][i];
+		uint32_t		 w = atomic_load_explicit(&q->queued,
+					    memory_order_relaxed);
+
+		atomic_store_explicit(&q->head, 0, memory_order_relaxed);
+		if (w == 0)
+			continue;
+		atomic_fetch_sub_explicit(&m->shm->qpool[i].queued, w,
+		    memory_order_relaxed);
+		atomic_store_explicit(&q->queued, 0, memory_order_relaxed);
+		memset(q->band_queued, 0, sizeof(q->band_queued));
+	}
+	atomic_store_explicit(&m->shm->workers[stripe].queued, 0, memory_order_relaxed);
 }
 
 /*

@@ -141,6 +141,7 @@ flow_head(struct client *c, const char *base)
 	c->x.rule = 0;
 	c->x.deadline = 0;
 	c->x.tok_charged = 0;
+	c->x.rl_set = 0;
 	if (f->header[0] != '\0' && h1_find(base, &c->h, f->header, &v) == 1 &&
 	    v.len > 0) {
 		s = base + v.off;
@@ -385,7 +386,49 @@ flow_limits(struct client *c, struct shm_tenant *t, const struct conf_ratelimit 
 		return -1;
 	}
 ok:
+	c->x.rl_left[0] = fs.rq_left;
+	c->x.rl_reset[0] = fs.rq_reset;
+	if (r->tpm > 0) {
+		/* what this request took is out of the bucket now */
+		c->x.rl_left[1] = fs.tk_left > cost ? fs.tk_left - cost : 0;
+		c->x.rl_reset[1] = fs.tk_reset + cns;
+	}
+	c->x.rl_set = 1;
 	return 0;
+}
+
+const char *
+flow_headers(const struct client *c, char *buf, size_t len)
+{
+	const struct conf_ratelimit *r;
+	char			 d[32];
+	size_t			 o = 0;
+	int			 n;
+
+	if (!c->x.rl_set || c->x.rule <= 0)
+		return NULL;
+	r = &c->w->conf->ratelimits[c->x.rule - 1];
+	buf[0] = '\0';
+	if (r->rps > 0) {
+		flow_dur(d, sizeof(d), c->x.rl_reset[0]);
+		n = snprintf(buf, len, "x-ratelimit-limit-requests: %d\r\n"
+		    "x-ratelimit-remaining-requests: %lld\r\n"
+		    "x-ratelimit-reset-requests: %s\r\n",
+		    r->burst > 0 ? r->burst : r->rps, (long long)c->x.rl_left[0], d);
+		if (n < 0 || (size_t)n >= len)
+			return NULL;
+		o = (size_t)n;
+	}
+	if (r->tpm > 0) {
+		flow_dur(d, sizeof(d), c->x.rl_reset[1]);
+		n = snprintf(buf + o, len - o, "x-ratelimit-limit-tokens: %lld\r\n"
+		    "x-ratelimit-remaining-tokens: %lld\r\n"
+		    "x-ratelimit-reset-tokens: %s\r\n",
+		    (long long)r->tpm, (long long)c->x.rl_left[1], d);
+		if (n < 0 || (size_t)n >= len - o)
+			return NULL;
+	}
+	return buf;
 }
 
 /* This worker's bucket of the retry budget's window for second sec. */
@@ -495,7 +538,7 @@ flow_retry_take(struct client *c)
 uint64_t
 flow_enqueue(struct client *c)
 {
-	struct shm_qpool	*qp = &c->w->shm->qpool[balance_view_qid(&c->w->view, c->x.pool)];
+	struct shm_qpool	*qp = &c->w->shm->qpool[c->x.qid];
 	struct shm_tenant	*t = flow_tenant(c);
 	uint64_t		 v = LD(&qp->vclock), vt, start, cost;
 
@@ -520,7 +563,7 @@ flow_enqueue(struct client *c)
 void
 flow_dequeue(struct client *c, int served)
 {
-	struct shm_qpool	*qp = &c->w->shm->qpool[balance_view_qid(&c->w->view, c->x.pool)];
+	struct shm_qpool	*qp = &c->w->shm->qpool[c->x.qid];
 	struct shm_tenant	*t = c->x.tenant > 0 ? &c->w->shm->tenants[c->x.tenant - 1] : NULL;
 	uint64_t		 start = c->x.qkey & FLOW_TAG_MASK, v;
 

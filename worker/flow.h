@@ -39,6 +39,14 @@ int	 flow_head(struct client *, const char *base);
  */
 int	 flow_admit(struct client *);
 
+/*
+ * The x-ratelimit-* lines of an admitted request whose tenant is
+ * limited (what was left when it was admitted) into buf; NULL when it is
+ * not limited or they do not fit.
+ */
+#define FLOW_HEADERS_MAX	320
+const char *flow_headers(const struct client *, char *buf, size_t len);
+
 /* The backend's usage said the request took tokens: its tenant's tokens_per_minute is corrected. */
 void	 flow_usage(struct client *, int64_t tokens);
 
@@ -49,7 +57,7 @@ int	 flow_retry_take(struct client *);
  * The admission queue's order, lowest first: the band (higher priority
  * first), then the virtual start of the request in its tenant's flow
  * (start-time fair queueing, weighted by tokens).  flow_enqueue() takes
- * the key as c enters the queue; flow_dequeue() as it leaves it (served
+ * the key as c enters the queue of pool c->x.qid; flow_dequeue() as it leaves it (served
  * 1, or dropped 0).
  */
 uint64_t flow_enqueue(struct client *);

@@ -404,6 +404,8 @@ h1_response_head(struct buf *b, const char *base, const struct head *h,
 		out_put(&o, base + hf->value.off, hf->value.len);
 		out_put(&o, "\r\n", 2);
 	}
+	if (r->extra != NULL)
+		out_puts(&o, r->extra);
 	if (r->body == BODY_CHUNKED)
 		out_puts(&o, "Transfer-Encoding: chunked\r\n");
 	if (r->close)

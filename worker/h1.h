@@ -67,6 +67,7 @@ struct h1_resp {
 	int		 status;
 	enum body_kind	 body;		/* framing towards the client */
 	unsigned	 nobody:1, close:1, http10:1;
+	const char	*extra;		/* our own header lines (each ending in CRLF), NULL none */
 };
 
 /*

@@ -270,6 +270,10 @@ resp_on_headers_complete(llhttp_t *p)
 	/* a head that does not fit the client's buffer, with room left for the body's framing */
 	{
 		size_t	start = c->out.wpos;
+		char	rl[FLOW_HEADERS_MAX];
+
+		/* the tenant's rate limits, as OpenAI reports them with every answer */
+		hr.extra = flow_headers(c, rl, sizeof(rl));
 
 		if (h1_response_head(&c->out, base, &u->h, &hr, &ct) == -1)
 			return -1;

@@ -125,6 +125,9 @@ struct exchange {
 	uint64_t		 qstuck;	/* its pool's release epoch when it last found no backend */
 	uint32_t		 qid;		/* the table id of the pool it waits for */
 	int64_t			 tok_charged;	/* tokens charged to its tenant's tokens_per_minute */
+	int64_t			 rl_left[2];	/* requests, tokens left in its tenant's buckets when admitted */
+	int64_t			 rl_reset[2];	/* ns until they were full again */
+	unsigned		 rl_set:1;	/* rl_* are set: its tenant is limited */
 	char			 tlabel[SHM_TENANT_LABEL];	/* its tenant, as shown */
 	/* the response */
 	enum body_kind		 resp_body;	/* framing towards the client */

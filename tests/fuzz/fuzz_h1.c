@@ -182,6 +182,7 @@ fz_response(const char *in, size_t len, size_t cap, uint8_t sel)
 	    (p.flags & F_CONTENT_LENGTH) ? BODY_LENGTH : BODY_EOF;
 	hr.close = (sel >> 2) & 1;
 	hr.http10 = (sel >> 3) & 1;
+	hr.extra = NULL;
 	if (h1_response_head(&b, in, &A.h, &hr, &ct) == -1) {
 		if (b.wpos != 0)
 			abort();

@@ -16,9 +16,9 @@ from harness import free_port, request
 from test_vllmsim import metrics, sim
 
 
-def _yaml(backends, workers=1, extra="", strategy="round_robin", opts=""):
+def _yaml(backends, workers=1, extra="", strategy="round_robin", opts="", health="  type: none"):
     lines = ["listen:", "  - address: LISTEN", "workers: %d" % workers,
-             "strategy: %s" % strategy, "health:", "  type: none", "backends:"]
+             "strategy: %s" % strategy, "health:", health, "backends:"]
     for b in backends:
         addr = b.addr if hasattr(b, "addr") else "127.0.0.1:%d" % b.port
         name = getattr(b, "name", "s%d" % b.port)
@@ -99,6 +99,10 @@ def test_rate_limit_requests_per_second_exact_over_four_workers(env):
     # spread over the workers: each served some (SO_REUSEPORT spreads the 16 connections)
     per = [_prom(r, "routerd_tenant_requests_total")]
     assert per[0] == len(ok), per
+    h = ok[0][2]           # an admitted answer says what is left, as OpenAI's do
+    assert h["x-ratelimit-limit-requests"] == str(burst), h
+    assert 0 <= int(h["x-ratelimit-remaining-requests"]) <= burst - 1, h
+    assert "x-ratelimit-limit-tokens" not in h, h
     h = lim[-1][2]
     assert int(h["retry-after"]) >= 1 and 0 < int(h["retry-after-ms"]) <= 1000, h
     assert h["x-ratelimit-limit-requests"] == str(burst), h
@@ -186,6 +190,13 @@ def test_tokens_per_minute_within_5_percent_mixed_prompts(env):
         headers={"Content-Type": "application/json", "Authorization": "Bearer t2"})
     assert st == 429 and "too large" in json.loads(body)["error"]["message"], (st, body)
     assert h["x-ratelimit-limit-tokens"] == str(tpm), h
+    st, h, body = request(r.port, "POST", "/v1/chat/completions", body=json.dumps(
+        {"model": "m1", "max_tokens": 10, "messages": [{"role": "user", "content": "abcd" * 25}]}),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer t3"})
+    assert st == 200, (st, body)
+    left = int(h["x-ratelimit-remaining-tokens"])
+    assert tpm - 200 < left < tpm, h       # a fresh bucket, less this request's estimate
+    assert "x-ratelimit-limit-requests" not in h, h
 
 
 def _slow(port, ms, headers=None, out=None, key=None):
@@ -401,3 +412,39 @@ def test_retry_budget_holds_when_every_backend_fails(env):
     for _ in range(20):
         assert request(r2.port, "GET", "/status?code=429")[0] == 429
     assert sum(b.stats()["requests"] for b in bs) - before == 60
+
+
+def _gate_run(env, saturation):
+    """Eight requests at once to one simulated GPU that runs one sequence
+    at a time; the most requests seen waiting in its own queue."""
+    from test_vllmsim import chat
+    s = sim(env, "--model", "m1", "--max-num-seqs", "1", "--decode-base-ms", "20")
+    r = _router(env, _yaml([s], workers=2, strategy="llm",
+                           health="  type: none\n  metrics: true\n  metrics_interval: 50ms", extra=(
+        "llm:\n  queue_limit: 1\n"
+        "queue:\n  saturation: %s\n" % ("true" if saturation else "false"))))
+    time.sleep(0.3)     # a first read of its /metrics
+    results = []
+    ts = [threading.Thread(target=lambda: results.append(
+        chat(r.port, "x" * 200, max_tokens=8)[0])) for _ in range(8)]
+    for t in ts:
+        t.start()
+        time.sleep(0.01)
+    seen = 0
+    while any(t.is_alive() for t in ts):
+        seen = max(seen, metrics(s.port)[("vllm:num_requests_waiting", 'model_name="m1"')])
+        time.sleep(0.01)
+    assert results == [200] * 8, results
+    return seen, r
+
+
+def test_saturation_gate_keeps_the_wait_in_routerd(env):
+    """queue.saturation: a backend whose own metrics show llm.queue_limit
+    waiting requests takes no new one; requests wait in routerd's queue
+    (in their order) instead of in the GPU's FIFO.  Without it, they pile
+    up there."""
+    seen_on, r = _gate_run(env, True)
+    assert seen_on <= 2, seen_on       # what slips in before the next metrics read
+    assert _prom(r, "routerd_queue_admitted_total") >= 4
+    seen_off, _ = _gate_run(env, False)
+    assert seen_off >= 5, seen_off
