@@ -401,7 +401,7 @@ ctlcmd_explain(struct master *m, const char *const *args, int nargs,
 	return data;
 }
 
-/* show queue and show tenants: the JSON of the admin API's (worker/flowview.c). */
+/* show queue and show tenants: the admin API's JSON, built by worker/flowview.c. */
 static json_t *
 ctlcmd_show_queue(struct master *m, const char *const *args, int nargs,
     int json, char *err, size_t errlen)
