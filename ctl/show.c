@@ -55,6 +55,24 @@ static const struct ctl_col worker_cols[] = {
 	{ "FREE_BUFS", "free_bufs", 1 },
 	{ "FREE_FWD", "free_fwd", 1 }, { "STARTED", "started", 0 },
 };
+static const struct ctl_col queue_cols[] = {
+	{ "POOL", "pool", 0 }, { "WAITING", "waiting", 1 },
+	{ "WAITS", "waits", 1 }, { "AVG_WAIT_MS", "wait_ms_avg", 1 },
+	{ "TIMEOUTS", "timeouts", 1 }, { "REJECTED", "rejected", 1 },
+	{ "DROPPED", "deadline_dropped", 1 }, { "EXPIRED", "deadline_expired", 1 },
+	{ "LIMITED", "ratelimited", 1 },
+};
+static const struct ctl_col band_cols[] = {
+	{ "POOL", "pool", 0 }, { "PRIORITY", "priority", 1 },
+	{ "WAITING", "waiting", 1 }, { "ADMITTED", "admitted", 1 },
+};
+static const struct ctl_col tenant_cols[] = {
+	{ "TENANT", "tenant", 0 }, { "QUEUED", "queued", 1 },
+	{ "REQUESTS", "requests", 1 }, { "LIMITED_REQ", "limited_requests", 1 },
+	{ "LIMITED_TOK", "limited_tokens", 1 }, { "TOKENS", "tokens", 1 },
+	{ "WAITS", "waits", 1 }, { "AVG_WAIT_MS", "wait_ms_avg", 1 },
+	{ "DROPPED", "deadline_dropped", 1 }, { "LAST_SEEN", "last_seen", 0 },
+};
 
 /* One cell as text into buf. */
 static void
@@ -260,6 +278,37 @@ ctl_show_explain(FILE *fp, const json_t *data)
 	}
 }
 
+/*
+ * show queue: a line per pool, then one per band that was used (its
+ * pool named on each), then the retry budget.
+ */
+static void
+ctl_show_queue(FILE *fp, const json_t *data)
+{
+	const json_t	*pools = json_object_get(data, "pools"), *p, *b;
+	const json_t	*rb = json_object_get(data, "retry_budget");
+	json_t		*rows, *row;
+	size_t		 i, k;
+
+	ctl_table(fp, queue_cols, NCOLS(queue_cols), pools);
+	if ((rows = json_array()) == NULL)
+		return;
+	json_array_foreach(pools, i, p)
+		json_array_foreach(json_object_get(p, "bands"), k, b) {
+			if ((row = json_deep_copy(b)) == NULL)
+				continue;
+			json_object_set(row, "pool", json_object_get(p, "pool"));
+			json_array_append_new(rows, row);
+		}
+	fputc('\n', fp);
+	ctl_table(fp, band_cols, NCOLS(band_cols), rows);
+	json_decref(rows);
+	fprintf(fp, "\nretry budget: %" JSON_INTEGER_FORMAT " retries allowed, %"
+	    JSON_INTEGER_FORMAT " refused\n",
+	    json_integer_value(json_object_get(rb, "retries")),
+	    json_integer_value(json_object_get(rb, "refused")));
+}
+
 static void
 ctl_show_config(FILE *fp, const json_t *data)
 {
@@ -303,6 +352,13 @@ ctl_show(FILE *fp, enum ctlproto_id cmd, const json_t *data)
 		return;
 	case CTL_SHOW_REGISTRY:
 		ctl_show_registry(fp, data);
+		return;
+	case CTL_SHOW_QUEUE:
+		ctl_show_queue(fp, data);
+		return;
+	case CTL_SHOW_TENANTS:
+		ctl_table(fp, tenant_cols, NCOLS(tenant_cols),
+		    json_object_get(data, "tenants"));
 		return;
 	case CTL_EXPLAIN:
 		ctl_show_explain(fp, data);

@@ -14,6 +14,7 @@
 #include "master/control.h"
 #include "master/registry.h"
 #include "worker/explain.h"
+#include "worker/flowview.h"
 
 #define MASKED	"********"
 
@@ -396,6 +397,29 @@ ctlcmd_explain(struct master *m, const char *const *args, int nargs,
 		return NULL;
 	}
 	if ((data = explain_json(m->shm, (size_t)n)) == NULL)
+		snprintf(err, errlen, "out of memory");
+	return data;
+}
+
+/* show queue and show tenants: the admin API's JSON, built by worker/flowview.c. */
+static json_t *
+ctlcmd_show_queue(struct master *m, const char *const *args, int nargs,
+    int json, char *err, size_t errlen)
+{
+	json_t	*data;
+
+	if ((data = flowview_queue_json(m->shm)) == NULL)
+		snprintf(err, errlen, "out of memory");
+	return data;
+}
+
+static json_t *
+ctlcmd_show_tenants(struct master *m, const char *const *args, int nargs,
+    int json, char *err, size_t errlen)
+{
+	json_t	*data;
+
+	if ((data = flowview_tenants_json(m->shm)) == NULL)
 		snprintf(err, errlen, "out of memory");
 	return data;
 }
@@ -970,6 +994,8 @@ const control_handler control_handlers[CTL_NCMDS] = {
 	[CTL_SHOW_WORKERS] = ctlcmd_show_workers,
 	[CTL_SHOW_CONFIG] = ctlcmd_show_config,
 	[CTL_SHOW_REGISTRY] = ctlcmd_show_registry,
+	[CTL_SHOW_QUEUE] = ctlcmd_show_queue,
+	[CTL_SHOW_TENANTS] = ctlcmd_show_tenants,
 	[CTL_EXPLAIN] = ctlcmd_explain,
 	[CTL_BACKEND_ENABLE] = ctlcmd_backend_enable,
 	[CTL_BACKEND_DISABLE] = ctlcmd_backend_disable,

@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "worker/admin.h"
 #include "worker/explain.h"
+#include "worker/flowview.h"
 #include "worker/mctl.h"
 #include "worker/worker.h"
 
@@ -518,6 +519,28 @@ h_explain(struct worker *w, struct adminconn *c, const struct admin_req *q,
 	return 0;
 }
 
+/* GET /api/v1/router/queue: the admission queue of every live pool and the retry budget. */
+static int
+h_queue(struct worker *w, struct adminconn *c, const struct admin_req *q,
+    struct admin_resp *r)
+{
+	r->status = 200;
+	if ((r->json = flowview_queue_json(w->shm)) == NULL)
+		admin_error(r, 500, "out of memory");
+	return 0;
+}
+
+/* GET /api/v1/router/tenants: the tenants the table tracks, the busiest first. */
+static int
+h_tenants(struct worker *w, struct adminconn *c, const struct admin_req *q,
+    struct admin_resp *r)
+{
+	r->status = 200;
+	if ((r->json = flowview_tenants_json(w->shm)) == NULL)
+		admin_error(r, 500, "out of memory");
+	return 0;
+}
+
 static int
 h_prom(struct worker *w, struct adminconn *c, const struct admin_req *q,
     struct admin_resp *r)
@@ -547,6 +570,8 @@ static const struct admin_route {
 	{ "/api/v1/router/strategy",		"PUT",	1, h_strategy_put },
 	{ "/api/v1/router/circuit-breaker/test", "POST", 1, h_breaker_test },
 	{ "/api/v1/router/failover/test",	"POST",	1, h_failover_test },
+	{ "/api/v1/router/queue",		"GET",	0, h_queue },
+	{ "/api/v1/router/tenants",		"GET",	0, h_tenants },
 	{ "/api/v1/explain",			"GET",	0, h_explain },
 	{ "/services",				"GET",	0, h_services },
 	{ "/metrics",				"GET",	0, h_prom },

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "worker/admin.h"
+#include "worker/flowview.h"
 #include "worker/worker.h"
 
 /* A label value with \, " and newline escaped as the text format wants. */
@@ -206,6 +207,196 @@ prom_pool_queues(struct worker *w, FILE *f)
 				    w->conf->pools[p].name, (unsigned long long)v);
 		}
 	}
+}
+
+/* name{pool="..."[,extra]} and a blank */
+static void
+prom_pool(FILE *f, const char *name, const char *pool, const char *extra)
+{
+	fprintf(f, "%s{pool=\"", name);
+	prom_esc(f, pool);
+	fputc('"', f);
+	if (extra != NULL)
+		fprintf(f, ",%s", extra);
+	fputs("} ", f);
+}
+
+/*
+ * Flow control per pool (flowview.c sums the workers' rows): the bands
+ * of the admission queue, its waits as a histogram, the deadlines and
+ * rate limits that refused requests.  A band has samples once it was
+ * used (priority 0 always), so a page is not sixteen zeros per pool.
+ */
+static void
+prom_flow_pools(struct worker *w, FILE *f)
+{
+	struct flowview_pool	*s;
+	static const struct {
+		const char	*name, *help;
+		size_t		 off;
+	} cnt[] = {
+		{ "routerd_queue_deadline_dropped_total",
+		  "Requests answered 503 because their X-Request-Deadline passed "
+		  "while they waited.", offsetof(struct flowview_pool, dropped) },
+		{ "routerd_queue_deadline_expired_total",
+		  "Requests answered 503 because their X-Request-Deadline had "
+		  "passed when they arrived.", offsetof(struct flowview_pool, expired) },
+		{ "routerd_ratelimited_total",
+		  "Requests answered 429 by a rate limit (ratelimits).",
+		  offsetof(struct flowview_pool, limited) },
+	};
+	char		 lbl[64];
+	size_t		 p, np = w->view.npools, k;
+	unsigned	 b;
+	uint64_t	 cum;
+
+	if (np == 0 || (s = calloc(np, sizeof(*s))) == NULL)
+		return;
+	for (p = 0; p < np; p++)
+		flowview_pool_sum(w->shm, w->view.pools[p].id, &s[p]);
+
+	prom_family(f, "routerd_queue_waiting", "gauge",
+	    "Requests waiting in the admission queue now, by priority band.");
+	for (p = 0; p < np; p++)
+		for (b = SHM_BANDS; b-- > 0;)
+			if (flowview_band_shown(&s[p], b)) {
+				snprintf(lbl, sizeof(lbl), "priority=\"%d\"",
+				    FLOWVIEW_PRIO(b));
+				prom_pool(f, "routerd_queue_waiting",
+				    w->conf->pools[p].name, lbl);
+				fprintf(f, "%llu\n",
+				    (unsigned long long)s[p].band_waiting[b]);
+			}
+	prom_family(f, "routerd_queue_admitted_total", "counter",
+	    "Requests that left the admission queue for a backend, by priority band.");
+	for (p = 0; p < np; p++)
+		for (b = SHM_BANDS; b-- > 0;)
+			if (flowview_band_shown(&s[p], b)) {
+				snprintf(lbl, sizeof(lbl), "priority=\"%d\"",
+				    FLOWVIEW_PRIO(b));
+				prom_pool(f, "routerd_queue_admitted_total",
+				    w->conf->pools[p].name, lbl);
+				fprintf(f, "%llu\n",
+				    (unsigned long long)s[p].band_admitted[b]);
+			}
+	prom_family(f, "routerd_queue_wait_seconds", "histogram",
+	    "Time requests waited in the admission queue before a backend took them.");
+	for (p = 0; p < np; p++) {
+		cum = 0;
+		for (k = 0; k < SHM_LAT_BUCKETS; k++) {
+			uint64_t le = shm_lat_bucket_le_us((unsigned)k);
+
+			cum += s[p].wait_hist[k];
+			if (le == UINT64_MAX)
+				snprintf(lbl, sizeof(lbl), "le=\"+Inf\"");
+			else
+				snprintf(lbl, sizeof(lbl), "le=\"%g\"",
+				    (double)le / 1e6);
+			prom_pool(f, "routerd_queue_wait_seconds_bucket",
+			    w->conf->pools[p].name, lbl);
+			fprintf(f, "%llu\n", (unsigned long long)cum);
+		}
+		prom_pool(f, "routerd_queue_wait_seconds_sum",
+		    w->conf->pools[p].name, NULL);
+		fprintf(f, "%.3f\n", (double)s[p].wait_ms / 1e3);
+		/* the +Inf bucket: the same requests as waits, read in one pass */
+		prom_pool(f, "routerd_queue_wait_seconds_count",
+		    w->conf->pools[p].name, NULL);
+		fprintf(f, "%llu\n", (unsigned long long)cum);
+	}
+	for (k = 0; k < sizeof(cnt) / sizeof(cnt[0]); k++) {
+		prom_family(f, cnt[k].name, "counter", cnt[k].help);
+		for (p = 0; p < np; p++) {
+			prom_pool(f, cnt[k].name, w->conf->pools[p].name, NULL);
+			fprintf(f, "%llu\n", (unsigned long long)*(const uint64_t *)
+			    (const void *)((const char *)&s[p] + cnt[k].off));
+		}
+	}
+	free(s);
+}
+
+/* name{tenant="..."[,extra]} and a blank */
+static void
+prom_tenant(FILE *f, const char *name, const struct flowview_tenant *t,
+    const char *extra)
+{
+	fprintf(f, "%s{tenant=\"", name);
+	prom_esc(f, t->label);
+	fputc('"', f);
+	if (extra != NULL)
+		fprintf(f, ",%s", extra);
+	fputs("} ", f);
+}
+
+/*
+ * Per tenant (queue.tenant; a secret shown cut to its ends, as the table
+ * keeps it), the tenants the table tracks: those a rate limit applies to
+ * and those that waited in the queue.  Then the retry budget.
+ */
+static void
+prom_flow_tenants(struct worker *w, FILE *f)
+{
+	struct flowview_tenant	*v;
+	static const struct {
+		const char	*name, *type, *help;
+		size_t		 off;
+	} fam[] = {
+		{ "routerd_tenant_requests_total", "counter",
+		  "Requests of the tenant that passed its rate limits.",
+		  offsetof(struct flowview_tenant, requests) },
+		{ "routerd_tenant_tokens_total", "counter",
+		  "Tokens charged to the tenant, corrected by the backends' usage.",
+		  offsetof(struct flowview_tenant, tokens) },
+		{ "routerd_tenant_queued", "gauge",
+		  "Requests of the tenant waiting in the admission queue now.",
+		  offsetof(struct flowview_tenant, queued) },
+		{ "routerd_tenant_queue_waits_total", "counter",
+		  "Requests of the tenant that waited in the queue and got a backend.",
+		  offsetof(struct flowview_tenant, waits) },
+		{ "routerd_tenant_deadline_dropped_total", "counter",
+		  "Requests of the tenant answered 503: their deadline passed in the queue.",
+		  offsetof(struct flowview_tenant, dropped) },
+	};
+	size_t		 n, i, k;
+	uint64_t	 retries, refused;
+
+	v = flowview_tenants(w->shm, &n);
+	for (k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+		prom_family(f, fam[k].name, fam[k].type, fam[k].help);
+		for (i = 0; i < n; i++) {
+			prom_tenant(f, fam[k].name, &v[i], NULL);
+			fprintf(f, "%llu\n", (unsigned long long)*(const uint64_t *)
+			    (const void *)((const char *)&v[i] + fam[k].off));
+		}
+	}
+	prom_family(f, "routerd_tenant_queue_wait_seconds_total", "counter",
+	    "Time the tenant's requests waited in the queue before a backend took them.");
+	for (i = 0; i < n; i++) {
+		prom_tenant(f, "routerd_tenant_queue_wait_seconds_total", &v[i], NULL);
+		fprintf(f, "%.3f\n", (double)v[i].wait_ms / 1e3);
+	}
+	prom_family(f, "routerd_tenant_ratelimited_total", "counter",
+	    "Requests of the tenant answered 429, by the limit they hit "
+	    "(requests_per_second, tokens_per_minute).");
+	for (i = 0; i < n; i++) {
+		prom_tenant(f, "routerd_tenant_ratelimited_total", &v[i],
+		    "limit=\"requests\"");
+		fprintf(f, "%llu\n", (unsigned long long)v[i].limited_req);
+		prom_tenant(f, "routerd_tenant_ratelimited_total", &v[i],
+		    "limit=\"tokens\"");
+		fprintf(f, "%llu\n", (unsigned long long)v[i].limited_tok);
+	}
+	free(v);
+
+	flowview_budget(w->shm, &retries, &refused);
+	prom_family(f, "routerd_retry_budget_retries_total", "counter",
+	    "Retries the retry budget allowed, all workers.");
+	fprintf(f, "routerd_retry_budget_retries_total %llu\n",
+	    (unsigned long long)retries);
+	prom_family(f, "routerd_retry_budget_refused_total", "counter",
+	    "Retries the retry budget refused: the client got the failure.");
+	fprintf(f, "routerd_retry_budget_refused_total %llu\n",
+	    (unsigned long long)refused);
 }
 
 static const char *const prom_codes[6] = {
@@ -493,6 +684,8 @@ metrics_prom(struct worker *w, size_t *lenp)
 			    &h->workers[k].free_fwd, memory_order_relaxed));
 		}
 	prom_pool_queues(w, f);
+	prom_flow_pools(w, f);
+	prom_flow_tenants(w, f);
 	metrics_llm(w, f, v, n);
 	prom_family(f, "routerd_worker_queued_requests", "gauge",
 	    "Requests waiting in the worker's FIFO for a backend slot.");

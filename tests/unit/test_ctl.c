@@ -86,6 +86,10 @@ Test(parse, prefixes)
 	cr_assert_eq(r.cmd->id, CTL_SHOW_SUMMARY);
 	cr_assert_eq(parse("sh st", &r), 0, "%s", err);
 	cr_assert_eq(r.cmd->id, CTL_SHOW_STATS);
+	cr_assert_eq(parse("sh q", &r), 0, "%s", err);
+	cr_assert_eq(r.cmd->id, CTL_SHOW_QUEUE);
+	cr_assert_eq(parse("sh te", &r), 0, "%s", err);
+	cr_assert_eq(r.cmd->id, CTL_SHOW_TENANTS);
 	cr_assert_eq(parse("ba di b1", &r), 0, "%s", err);
 	cr_assert_eq(r.cmd->id, CTL_BACKEND_DISABLE);
 	cr_assert_str_eq(r.args[0], "b1");
@@ -138,10 +142,12 @@ Test(parse, unknown_and_help)
 	    "show, explain, backend, breaker, strategy, reload, stop, log, monitor");
 	cr_assert_eq(parse("show x", &r), -1);
 	cr_assert_str_eq(err, "unknown command: show x; valid commands: summary, "
-	    "backends, pools, models, stats, breakers, workers, config, registry");
+	    "backends, pools, models, stats, breakers, workers, config, registry, "
+	    "queue, tenants");
 	cr_assert_eq(parse("sh", &r), -1);
 	cr_assert_str_eq(err, "incomplete command: show; valid commands: summary, "
-	    "backends, pools, models, stats, breakers, workers, config, registry");
+	    "backends, pools, models, stats, breakers, workers, config, registry, "
+	    "queue, tenants");
 	cr_assert_eq(parse("log", &r), -1);
 	cr_assert_str_eq(err, "incomplete command: log; valid commands: verbose, "
 	    "brief, reopen");
@@ -363,6 +369,62 @@ Test(show, explain_blocks)
 	ctl_show(fp, CTL_EXPLAIN, d);
 	fclose(fp);
 	cr_assert_str_eq(text, "no routing decisions recorded\n");
+	free(text);
+	json_decref(d);
+}
+
+Test(show, queue_pools_bands_budget)
+{
+	char	*text = NULL;
+	size_t	 len = 0;
+	FILE	*fp = open_memstream(&text, &len);
+	json_t	*d = json_loads("{\"pools\": [{\"pool\": \"default\", \"waiting\": 1,"
+	    " \"bands\": [{\"priority\": 3, \"waiting\": 1, \"admitted\": 2},"
+	    " {\"priority\": 0, \"waiting\": 0, \"admitted\": 10}],"
+	    " \"waits\": 4, \"wait_ms_avg\": 12.5, \"timeouts\": 0, \"rejected\": 0,"
+	    " \"deadline_dropped\": 1, \"deadline_expired\": 2, \"ratelimited\": 30}],"
+	    " \"retry_budget\": {\"retries\": 5, \"refused\": 6}}", 0, NULL);
+
+	cr_assert_not_null(d);
+	ctl_show(fp, CTL_SHOW_QUEUE, d);
+	fclose(fp);
+	cr_assert_str_eq(text,
+	    "POOL     WAITING  WAITS  AVG_WAIT_MS  TIMEOUTS  REJECTED  DROPPED  EXPIRED  LIMITED\n"
+	    "default        1      4         12.5         0         0        1        2       30\n"
+	    "\n"
+	    "POOL     PRIORITY  WAITING  ADMITTED\n"
+	    "default         3        1         2\n"
+	    "default         0        0        10\n"
+	    "\n"
+	    "retry budget: 5 retries allowed, 6 refused\n");
+	free(text);
+	json_decref(d);
+}
+
+Test(show, tenants_table)
+{
+	char	*text = NULL;
+	size_t	 len = 0;
+	FILE	*fp = open_memstream(&text, &len);
+	json_t	*d = json_loads("{\"tenants\": [{\"tenant\": \"sk-a...0001\", \"queued\": 0,"
+	    " \"requests\": 7, \"limited_requests\": 3, \"limited_tokens\": 0,"
+	    " \"tokens\": 900, \"waits\": 1, \"wait_ms_avg\": 250.0,"
+	    " \"deadline_dropped\": 1, \"last_seen\": \"2025-07-15T14:30:00.123Z\"},"
+	    " {\"tenant\": \"127.0.0.1\", \"queued\": 1, \"requests\": 0,"
+	    " \"limited_requests\": 0, \"limited_tokens\": 0, \"tokens\": 0,"
+	    " \"waits\": 0, \"wait_ms_avg\": null, \"deadline_dropped\": 0,"
+	    " \"last_seen\": null}]}", 0, NULL);
+
+	cr_assert_not_null(d);
+	ctl_show(fp, CTL_SHOW_TENANTS, d);
+	fclose(fp);
+	cr_assert_str_eq(text,
+	    "TENANT       QUEUED  REQUESTS  LIMITED_REQ  LIMITED_TOK  TOKENS  WAITS  "
+	    "AVG_WAIT_MS  DROPPED  LAST_SEEN\n"
+	    "sk-a...0001       0         7            3            0     900      1  "
+	    "      250.0        1  2025-07-15T14:30:00.123Z\n"
+	    "127.0.0.1         1         0            0            0       0      0  "
+	    "          -        0  -\n");
 	free(text);
 	json_decref(d);
 }
