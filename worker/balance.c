@@ -431,7 +431,9 @@ static int
 balance_signals_saturated(struct wview *v, uint32_t slot)
 {
 	const struct shm_slot	*s = shm_slot(v->shm, slot);
-	uint64_t		 at, now;
+	uint64_t		 at, now, waiting;
+	uint32_t		 run;
+	int64_t			 inf;
 
 	if (v->llm.metrics_ms == 0)
 		return 0;
@@ -441,9 +443,20 @@ balance_signals_saturated(struct wview *v, uint32_t slot)
 	now = shm_now_ms();
 	if (now > at && now - at > 3 * v->llm.metrics_ms)
 		return 0;	/* stale: not used */
-	return atomic_load_explicit(&s->m_waiting, memory_order_relaxed) >=
-	    v->llm.queue_limit ||
-	    atomic_load_explicit(&s->m_kv_ppm, memory_order_relaxed) >= v->llm.kv_ppm;
+	if (atomic_load_explicit(&s->m_kv_ppm, memory_order_relaxed) >= v->llm.kv_ppm)
+		return 1;
+	/*
+	 * Waiting there: what its metrics said, or what we sent it that it
+	 * did not say it runs, if more.  Our in-flight count is current where
+	 * its metrics are a read old, so a freed place is taken once, not by
+	 * every request that waited for it.
+	 */
+	waiting = atomic_load_explicit(&s->m_waiting, memory_order_relaxed);
+	run = atomic_load_explicit(&s->m_running, memory_order_relaxed);
+	inf = balance_inflight(v, slot);
+	if (inf > (int64_t)run && (uint64_t)(inf - (int64_t)run) > waiting)
+		waiting = (uint64_t)(inf - (int64_t)run);
+	return waiting >= v->llm.queue_limit;
 }
 
 static void
@@ -1017,7 +1030,8 @@ pick_ranked(struct wview *v, struct wpool *p, uint32_t strat,
 	long		 pos;
 
 	if (v->rank_off || f->backup || f->local || f->unsat || f->req->nexclude ||
-	    f->req->model >= 0 || f->req->ignore_full)
+	    f->req->model >= 0 || f->req->ignore_full ||
+	    (f->req->gate && v->llm.metrics_ms != 0))
 		return RANK_SLOW;
 	if (v->tot == NULL && rank_alloc(v) == -1)
 		return RANK_SLOW;
