@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import random
+import signal
 import re
 import socket
 import subprocess
@@ -465,3 +466,36 @@ def test_saturation_gate_keeps_the_wait_in_routerd(env):
     assert waited >= 3, (waited, seen_on)
     seen_off, _ = _gate_run(env, False)
     assert seen_off >= 4, seen_off
+
+
+def test_reload_with_requests_queued_loses_none(env):
+    """Requests waiting in the queue of the old workers when routerd
+    reloads: each is served (in its order, before the new workers' later
+    arrivals of the same band), none is lost, and the new generation's
+    rate limit starts from the same host-wide budget."""
+    be = env.backend("a")
+    text = _yaml([be], workers=2, opts=", max_conns: 1", extra=(
+        "ratelimits:\n  - { tenant: \"*\", requests_per_second: 1000 }\n"))
+    r = _router(env, text)
+    out = []
+    ts = [threading.Thread(target=_slow, args=(r.port, 700), kwargs={"out": out, "key": "busy"})]
+    ts[0].start()
+    time.sleep(0.2)
+    for i in range(4):
+        ts.append(threading.Thread(target=_slow, args=(r.port, 50),
+                                   kwargs={"out": out, "key": "old%d" % i}))
+        ts[-1].start()
+        time.sleep(0.05)
+    os.kill(r.p.pid, signal.SIGHUP)
+    time.sleep(0.3)      # the new generation is up; the old one drains
+    for i in range(3):
+        ts.append(threading.Thread(target=_slow, args=(r.port, 50),
+                                   kwargs={"out": out, "key": "new%d" % i}))
+        ts[-1].start()
+        time.sleep(0.05)
+    for t in ts:
+        t.join()
+    order = [k for k, _, st, _ in sorted(out, key=lambda x: x[1])]
+    assert all(st == 200 for _, _, st, _ in out), out
+    assert order == ["busy"] + ["old%d" % i for i in range(4)] + ["new%d" % i for i in range(3)], order
+    assert be.stats()["requests"] == 8

@@ -280,7 +280,7 @@ Test(h1, response_head_rewrite)
 {
 	struct t_parse		 t;
 	struct conn_tokens	 ct;
-	struct h1_resp		 hr = { 200, BODY_CHUNKED, 0, 1, 0 };
+	struct h1_resp		 hr = { 200, BODY_CHUNKED, 0, 1, 0, NULL };
 	char			 out[512];
 	struct buf		 b = { out, sizeof(out), 0, 0 };
 	const char		*raw = "HTTP/1.1 200 Fine\r\nConnection: X-Hop\r\nX-Hop: 1\r\n"
