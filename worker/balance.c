@@ -451,6 +451,8 @@ balance_signals_saturated(struct wview *v, uint32_t slot)
 	 * its metrics are a read old, so a freed place is taken once, not by
 	 * every request that waited for it.
 	 */
+	if (v->llm.queue_limit == 0)
+		return 0;	/* llm.queue_limit 0: the waiting count is not a limit */
 	waiting = atomic_load_explicit(&s->m_waiting, memory_order_relaxed);
 	run = atomic_load_explicit(&s->m_running, memory_order_relaxed);
 	inf = balance_inflight(v, slot);

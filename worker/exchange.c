@@ -60,12 +60,13 @@ exchange_head_publish(struct worker *w, uint32_t qid)
 }
 
 /*
- * Does a request of pool qid in another worker come before key?  Only
+ * Does a request of pool qid in another worker come before key (its key
+ * if so, else 0)?  Only
  * one that has not found the pool full since its last release: the
  * others would not take the slot either (another model, say), so they
  * do not hold the queue back.  Ties go to the lower worker.
  */
-static int
+static uint64_t
 exchange_defer(struct worker *w, uint32_t qid, uint64_t key, uint64_t epoch)
 {
 	struct shm_hdr	*shm = w->shm;
@@ -82,7 +83,7 @@ exchange_defer(struct worker *w, uint32_t qid, uint64_t key, uint64_t epoch)
 			continue;
 		if (LD(&shm->workers[j].state) == 0 || LD(&q->stuck) == epoch)
 			continue;
-		return 1;
+		return h;
 	}
 	return 0;
 }
@@ -99,6 +100,7 @@ exchange_dequeue(struct client *c, int served)
 	c->x.queued = 0;
 	TAILQ_REMOVE(&w->waitq, c, qentry);
 	w->nwait--;
+	/* ours first, the host-wide count last: a death between leaves it high, never below zero */
 	ST(&q->queued, LD(&q->queued) - 1);
 	ST(&q->band_queued[c->x.band], LD(&q->band_queued[c->x.band]) - 1);
 	atomic_fetch_sub_explicit(&w->shm->qpool[c->x.qid].queued, 1,
@@ -196,25 +198,52 @@ void
 exchange_queue_run(struct worker *w)
 {
 	struct client	*c, *next;
-	uint64_t	 deferred = 0, touched = 0, epoch;
-	uint8_t		 fails[SHM_POOLS_MAX];
+	uint64_t	 deferred = 0, touched = 0, waited = 0, epoch, h;
+	struct {
+		uint32_t qid;
+		int	 model;
+	}		 failed[EXCHANGE_QUEUE_FAILS];
+	size_t		 nfailed = 0, i;
 	uint32_t	 qid;
 
-	memset(fails, 0, sizeof(fails));
 	for (c = TAILQ_FIRST(&w->waitq); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, qentry);
 		qid = c->x.qid;
-		if ((deferred & (1ULL << qid)) || fails[qid] >= 4)
+		if (deferred & (1ULL << qid))
+			continue;
+		/* one that found nothing for its model speaks for the others of that model */
+		for (i = 0; i < nfailed; i++)
+			if (failed[i].qid == qid && failed[i].model == c->x.breq.model)
+				break;
+		if (i < nfailed)
 			continue;
 		epoch = LD(&w->shm->qpool[qid].epoch);
-		if (exchange_defer(w, qid, c->x.qkey, epoch)) {
-			deferred |= 1ULL << qid;
-			continue;
+		if ((h = exchange_defer(w, qid, c->x.qkey, epoch)) != 0) {
+			waited |= 1ULL << qid;
+			/*
+			 * Another worker's request comes first, and its worker
+			 * takes it at its next tick.  One it has not taken
+			 * within two ticks (waiting all along) is not waited
+			 * for any more: it may need what no release frees.
+			 */
+			if (w->defer_key[qid] != h) {
+				w->defer_key[qid] = h;
+				w->defer_ms[qid] = w->loop.now;
+			}
+			if (w->loop.now - w->defer_ms[qid] <= 2 * EXCHANGE_QUEUE_TICK_MS) {
+				deferred |= 1ULL << qid;
+				continue;
+			}
 		}
 		if (upstream_attach(c) == -1) {
 			c->x.qstuck = epoch;
-			fails[qid]++;
 			touched |= 1ULL << qid;
+			if (nfailed == EXCHANGE_QUEUE_FAILS) {
+				deferred |= 1ULL << qid;	/* enough tries for one run */
+				continue;
+			}
+			failed[nfailed].qid = qid;
+			failed[nfailed++].model = c->x.breq.model;
 			continue;
 		}
 		exchange_dequeue(c, 1);
@@ -222,6 +251,9 @@ exchange_queue_run(struct worker *w)
 		if (exchange_attached(c) == 0)
 			client_drive(c);
 	}
+	for (qid = 0; qid < SHM_POOLS_MAX; qid++)
+		if (!(waited & (1ULL << qid)))
+			w->defer_key[qid] = 0;	/* the next wait is timed from its start */
 	for (qid = 0; touched != 0; qid++, touched >>= 1)
 		if (touched & 1)
 			exchange_head_publish(w, qid);
@@ -238,6 +270,12 @@ exchange_wait(struct client *c)
 
 	if (w->conf->queue.size <= 0 ||
 	    exchange_queued_total(w) >= (uint64_t)w->conf->queue.size) {
+		/* no room to wait behind the others: a free backend may take it still */
+		if (c->x.attempts == 0 && upstream_attach(c) == 0) {
+			if (!c->closed)
+				exchange_attached(c);
+			return;
+		}
 		shm_ctr_add(&exchange_poolq(c)->rejected, 1);
 		client_reply(c, 503, "every backend is busy and the queue is full");
 		return;
@@ -257,10 +295,11 @@ exchange_wait(struct client *c)
 		TAILQ_INSERT_HEAD(&w->waitq, c, qentry);
 	w->nwait++;
 	q = &w->shm->poolq[w->index][c->x.qid];
-	ST(&q->queued, LD(&q->queued) + 1);
-	ST(&q->band_queued[c->x.band], LD(&q->band_queued[c->x.band]) + 1);
+	/* the host-wide count first (see exchange_dequeue()) */
 	atomic_fetch_add_explicit(&w->shm->qpool[c->x.qid].queued, 1,
 	    memory_order_relaxed);
+	ST(&q->queued, LD(&q->queued) + 1);
+	ST(&q->band_queued[c->x.band], LD(&q->band_queued[c->x.band]) + 1);
 	exchange_queue_publish(w);
 	exchange_head_publish(w, c->x.qid);
 	t = (uint64_t)w->conf->queue.timeout_ms;
@@ -464,7 +503,8 @@ exchange_failed(struct client *c, uint32_t slot, enum up_err e, int reused)
 		if (c->x.breq.nexclude > 0 &&
 		    c->x.breq.exclude[c->x.breq.nexclude - 1] == slot)
 			c->x.breq.nexclude--;
-	} else if (replay && e != UPE_CONNECT && !c->x.budget_taken && !flow_retry_take(c))
+	} else if (replay && e != UPE_CONNECT && !c->x.budget_taken &&
+	    exchange_can_move(c) && !flow_retry_take(c))
 		/*
 		 * The retry budget is spent: the client gets this failure.  A
 		 * connect that failed is not counted: the request never

@@ -84,11 +84,13 @@ flow_label(struct client *c, const char *s, size_t n, int redact)
 
 	if (redact) {
 		if (n >= 12)
-			o = (size_t)snprintf(l, SHM_TENANT_LABEL, "%.4s...%.4s",
-			    s, s + n - 4);
+			snprintf(l, SHM_TENANT_LABEL, "%.4s...%.4s", s, s + n - 4);
 		else
-			o = (size_t)snprintf(l, SHM_TENANT_LABEL, "...%.2s",
-			    n >= 2 ? s + n - 2 : "");
+			snprintf(l, SHM_TENANT_LABEL, "...%.2s", n >= 2 ? s + n - 2 : "");
+		/* the ends kept are shown as text (JSON wants UTF-8): bytes outside ASCII are not */
+		for (; l[o] != '\0'; o++)
+			if ((unsigned char)l[o] <= ' ' || (unsigned char)l[o] >= 127)
+				l[o] = '?';
 		return;
 	}
 	for (i = 0; i < n && o + 1 < SHM_TENANT_LABEL; i++)
@@ -142,8 +144,10 @@ flow_head(struct client *c, const char *base)
 	c->x.deadline = 0;
 	c->x.tok_charged = 0;
 	c->x.rl_set = 0;
-	if (f->header[0] != '\0' && h1_find(base, &c->h, f->header, &v) == 1 &&
+	if (f->header[0] != '\0' && (st = h1_find(base, &c->h, f->header, &v)) != 0 &&
 	    v.len > 0) {
+		if (st != 1)
+			return 400;	/* two of them: which tenant is it? */
 		s = base + v.off;
 		n = v.len;
 		if (f->bearer && n > 7 && strncasecmp(s, "Bearer ", 7) == 0) {
@@ -188,8 +192,9 @@ flow_head(struct client *c, const char *base)
 		p = strtol(buf, &end, 10);
 		if (*end != '\0' || end == buf)
 			return 400;
-		prio = p < CONF_PRIO_MIN ? CONF_PRIO_MIN : p > CONF_PRIO_MAX ?
-		    CONF_PRIO_MAX : (int)p;
+		/* a client may lower its band, never raise it past its tenant's */
+		if (p < prio)
+			prio = p < CONF_PRIO_MIN ? CONF_PRIO_MIN : (int)p;
 	}
 	c->x.band = (uint8_t)(prio - CONF_PRIO_MIN);
 	if ((st = h1_find(base, &c->h, "x-request-deadline", &v)) != 0 &&
@@ -251,6 +256,42 @@ flow_dur(char *b, size_t len, int64_t ns)
 		    (double)(ns % NS_MIN) / NS_SEC);
 }
 
+/*
+ * The x-ratelimit-* lines of rule r, for what is left (left[0] requests,
+ * left[1] tokens) and how long until full again (reset[], ns), into buf.
+ * -1 when they do not fit.
+ */
+static int
+flow_rl_lines(char *buf, size_t len, const struct conf_ratelimit *r,
+    const int64_t left[2], const int64_t reset[2])
+{
+	char	 d[32];
+	size_t	 o = 0;
+	int	 n;
+
+	buf[0] = '\0';
+	if (r->rps > 0) {
+		flow_dur(d, sizeof(d), reset[0]);
+		n = snprintf(buf, len, "x-ratelimit-limit-requests: %d\r\n"
+		    "x-ratelimit-remaining-requests: %lld\r\n"
+		    "x-ratelimit-reset-requests: %s\r\n",
+		    r->burst > 0 ? r->burst : r->rps, (long long)left[0], d);
+		if (n < 0 || (size_t)n >= len)
+			return -1;
+		o = (size_t)n;
+	}
+	if (r->tpm > 0) {
+		flow_dur(d, sizeof(d), reset[1]);
+		n = snprintf(buf + o, len - o, "x-ratelimit-limit-tokens: %lld\r\n"
+		    "x-ratelimit-remaining-tokens: %lld\r\n"
+		    "x-ratelimit-reset-tokens: %s\r\n",
+		    (long long)r->tpm, (long long)left[1], d);
+		if (n < 0 || (size_t)n >= len - o)
+			return -1;
+	}
+	return 0;
+}
+
 struct flow_state {
 	int64_t	 rq_left, rq_reset;	/* requests left now, ns until full */
 	int64_t	 tk_left, tk_reset;
@@ -261,8 +302,10 @@ static void
 flow_reply_429(struct client *c, const struct conf_ratelimit *r,
     const struct flow_state *fs, int tokens, int too_large, int64_t cost)
 {
-	char			 hdr[640], msg[256], d1[32], d2[32];
+	char			 hdr[640], msg[256];
 	int64_t			 wait_ms = (fs->wait + 999999) / 1000000;
+	int64_t			 left[2] = { fs->rq_left, fs->tk_left };
+	int64_t			 reset[2] = { fs->rq_reset, fs->tk_reset };
 	size_t			 o;
 	struct reply_extra	 x = { tokens ? "tokens" : "requests",
 				    "rate_limit_exceeded", hdr };
@@ -272,23 +315,7 @@ flow_reply_429(struct client *c, const struct conf_ratelimit *r,
 	o = (size_t)snprintf(hdr, sizeof(hdr), "Retry-After: %lld\r\n"
 	    "retry-after-ms: %lld\r\n", too_large ? 60LL : (long long)((wait_ms + 999) / 1000),
 	    too_large ? 60000LL : (long long)wait_ms);
-	if (r->rps > 0 && o < sizeof(hdr)) {
-		flow_dur(d1, sizeof(d1), fs->rq_reset);
-		o += (size_t)snprintf(hdr + o, sizeof(hdr) - o,
-		    "x-ratelimit-limit-requests: %d\r\n"
-		    "x-ratelimit-remaining-requests: %lld\r\n"
-		    "x-ratelimit-reset-requests: %s\r\n",
-		    r->burst > 0 ? r->burst : r->rps, (long long)fs->rq_left, d1);
-	}
-	if (r->tpm > 0 && o < sizeof(hdr)) {
-		flow_dur(d2, sizeof(d2), fs->tk_reset);
-		o += (size_t)snprintf(hdr + o, sizeof(hdr) - o,
-		    "x-ratelimit-limit-tokens: %lld\r\n"
-		    "x-ratelimit-remaining-tokens: %lld\r\n"
-		    "x-ratelimit-reset-tokens: %s\r\n",
-		    (long long)r->tpm, (long long)fs->tk_left, d2);
-	}
-	if (o >= sizeof(hdr))
+	if (o >= sizeof(hdr) || flow_rl_lines(hdr + o, sizeof(hdr) - o, r, left, reset) == -1)
 		x.headers = NULL;
 	if (too_large)
 		snprintf(msg, sizeof(msg), "Request too large for tenant %s: "
@@ -400,34 +427,11 @@ ok:
 const char *
 flow_headers(const struct client *c, char *buf, size_t len)
 {
-	const struct conf_ratelimit *r;
-	char			 d[32];
-	size_t			 o = 0;
-	int			 n;
-
 	if (!c->x.rl_set || c->x.rule <= 0)
 		return NULL;
-	r = &c->w->conf->ratelimits[c->x.rule - 1];
-	buf[0] = '\0';
-	if (r->rps > 0) {
-		flow_dur(d, sizeof(d), c->x.rl_reset[0]);
-		n = snprintf(buf, len, "x-ratelimit-limit-requests: %d\r\n"
-		    "x-ratelimit-remaining-requests: %lld\r\n"
-		    "x-ratelimit-reset-requests: %s\r\n",
-		    r->burst > 0 ? r->burst : r->rps, (long long)c->x.rl_left[0], d);
-		if (n < 0 || (size_t)n >= len)
-			return NULL;
-		o = (size_t)n;
-	}
-	if (r->tpm > 0) {
-		flow_dur(d, sizeof(d), c->x.rl_reset[1]);
-		n = snprintf(buf + o, len - o, "x-ratelimit-limit-tokens: %lld\r\n"
-		    "x-ratelimit-remaining-tokens: %lld\r\n"
-		    "x-ratelimit-reset-tokens: %s\r\n",
-		    (long long)r->tpm, (long long)c->x.rl_left[1], d);
-		if (n < 0 || (size_t)n >= len - o)
-			return NULL;
-	}
+	if (flow_rl_lines(buf, len, &c->w->conf->ratelimits[c->x.rule - 1],
+	    c->x.rl_left, c->x.rl_reset) == -1)
+		return NULL;
 	return buf;
 }
 
@@ -484,9 +488,9 @@ flow_usage(struct client *c, int64_t tokens)
 {
 	const struct conf_ratelimit *r;
 	struct shm_tenant	*t;
-	int64_t			 d;
+	int64_t			 d, dn;
 
-	if (c->x.tok_charged <= 0 || c->x.tenant <= 0 || c->x.rule <= 0 || tokens < 0)
+	if (!c->x.rl_set || c->x.tenant <= 0 || c->x.rule <= 0 || tokens < 0)
 		return;
 	r = &c->w->conf->ratelimits[c->x.rule - 1];
 	t = &c->w->shm->tenants[c->x.tenant - 1];
@@ -494,8 +498,18 @@ flow_usage(struct client *c, int64_t tokens)
 	c->x.tok_charged = tokens;
 	if (d == 0 || r->tpm <= 0)
 		return;
-	atomic_fetch_add_explicit(&t->tk_tat, (int64_t)(d * ((double)NS_MIN / (double)r->tpm)),
-	    memory_order_relaxed);
+	dn = (int64_t)(d * ((double)NS_MIN / (double)r->tpm));
+	if (d < 0)
+		atomic_fetch_add_explicit(&t->tk_tat, dn, memory_order_relaxed);
+	else {
+		/* a debt counts from now: a bucket that filled up meanwhile is not a refund */
+		int64_t now = flow_now_ns(), tat = LD(&t->tk_tat);
+
+		while (!atomic_compare_exchange_weak_explicit(&t->tk_tat, &tat,
+		    (tat > now ? tat : now) + dn, memory_order_relaxed,
+		    memory_order_relaxed))
+			continue;
+	}
 	ADD(&t->tokens, (uint64_t)d);
 }
 

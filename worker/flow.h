@@ -7,6 +7,7 @@
 #ifndef WORKER_FLOW_H
 #define WORKER_FLOW_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct client;

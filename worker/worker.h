@@ -255,6 +255,8 @@ struct worker {
 	uint8_t			 retry_status[600 / 8];	/* bit per status: retries.on_status */
 	int			*backup_pool;	/* [npools]: index of each pool's backup pool, -1 */
 	struct flow_conf	 flow;		/* flow control's settings (flow_init()) */
+	uint64_t		 defer_key[SHM_POOLS_MAX];	/* the other worker's head the queue waits for, per pool */
+	uint64_t		 defer_ms[SHM_POOLS_MAX];	/* since when */
 	int			 alog_fd;	/* access log, -1: off */
 	struct buf		 alog;		/* lines waiting for the next flush */
 	time_t			 alog_sec;	/* second the cached time text is for */
@@ -313,6 +315,7 @@ void	 request_make_id(struct client *);
 /* The head (and a held body) are in: route, pick, attach or queue. */
 void	 exchange_start(struct client *);
 #define EXCHANGE_QUEUE_TICK_MS	5	/* the queue runs this often while anything waits here */
+#define EXCHANGE_QUEUE_FAILS	16	/* (pool, model)s a run of the queue finds full before it stops */
 void	 exchange_queue_run(struct worker *);
 /* A backend slot of pool (a view index) freed: the next waiting request, in any worker, may take it. */
 void	 exchange_slot_freed(struct worker *, int pool);

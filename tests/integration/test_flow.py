@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 
-from harness import Router, free_port, request
+from harness import Router, free_port, raw, request
 from test_vllmsim import metrics, sim
 
 
@@ -250,9 +250,12 @@ def test_deadline_passed_in_queue_or_before_never_reaches_backend(env):
 
 def test_high_priority_overtakes_queued_low_across_workers(env):
     """One backend slot, two workers: low-priority requests queue in order
-    (on either worker); a high-priority one sent last is served first."""
+    (on either worker); a high-priority one sent last is served first.
+    Its tenant may go up to 7 (its ratelimits entry); the others may only
+    lower theirs (X-Priority: 5 from them is 0)."""
     be = env.backend("a")
-    r = _router(env, _yaml([be], workers=2, opts=", max_conns: 1"))
+    r = _router(env, _yaml([be], workers=2, opts=", max_conns: 1", extra=(
+        "ratelimits:\n  - { tenant: \"hi\", priority: 7 }\n")))
     out = []
     ts = [threading.Thread(target=_slow, args=(r.port, 600), kwargs={"out": out, "key": "busy"})]
     ts[0].start()
@@ -275,6 +278,21 @@ def test_high_priority_overtakes_queued_low_across_workers(env):
     assert order[2:] == ["low%d" % i for i in range(6)], order   # one tenant, one band: in order
     assert _prom(r, "routerd_queue_admitted_total", priority="5") == 1
     assert _prom(r, "routerd_queue_admitted_total", priority="-2") == 6
+    # a tenant without a higher priority cannot raise its own
+    ts = [threading.Thread(target=_slow, args=(r.port, 300))]
+    ts[0].start()
+    time.sleep(0.15)
+    ts.append(threading.Thread(target=_slow, args=(r.port, 1),
+                               kwargs={"headers": {"X-Priority": "5", "Authorization": "Bearer low"}}))
+    ts[-1].start()
+    for t in ts:
+        t.join()
+    assert _prom(r, "routerd_queue_admitted_total", priority="5") == 1
+    assert _prom(r, "routerd_queue_admitted_total", priority="0") >= 1
+    # two tenant fields: which tenant is it?  Refused, not taken as the address
+    resp = raw(r.port, b"GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer a\r\n"
+               b"Authorization: Bearer b\r\n\r\n", shut=True)
+    assert resp.startswith(b"HTTP/1.1 400 "), resp[:200]
 
 
 _DRIVER = r'''
@@ -499,3 +517,42 @@ def test_reload_with_requests_queued_loses_none(env):
     assert all(st == 200 for _, _, st, _ in out), out
     assert order == ["busy"] + ["old%d" % i for i in range(4)] + ["new%d" % i for i in range(3)], order
     assert be.stats()["requests"] == 8
+
+
+def test_requests_for_a_full_model_do_not_hold_back_another(env):
+    """One worker, the only backend of model x at its one slot with more x
+    requests waiting first in the queue: requests for model y, whose
+    backend is free, are served at once (they wait behind the others only
+    for a backend the others could use)."""
+    bx = env.backend("bx", models="x")
+    by = env.backend("by", models="y")
+    r = _router(env, "\n".join([
+        "listen:", "  - address: LISTEN", "workers: 1", "strategy: model",
+        "health:", "  type: none", "backends:",
+        "  - { name: bx, address: %s, models: [x], max_conns: 1 }" % bx.addr,
+        "  - { name: by, address: %s, models: [y] }" % by.addr]) + "\n")
+
+    def post(model, first_ms, out):
+        body = json.dumps({"model": model, "stream": True, "max_tokens": 1,
+                           "messages": [{"role": "user", "content": "hi"}]})
+        t = time.time()
+        st, _, _ = request(r.port, "POST", "/v1/chat/completions?first_ms=%d" % first_ms,
+                           body=body, headers={"Content-Type": "application/json"}, timeout=30)
+        out.append((model, st, time.time() - t))
+
+    out = []
+    ts = [threading.Thread(target=post, args=("x", 1500, out))]
+    ts[0].start()
+    time.sleep(0.2)
+    for _ in range(6):
+        ts.append(threading.Thread(target=post, args=("x", 10, out)))
+        ts[-1].start()
+    time.sleep(0.2)
+    ys = []
+    for _ in range(5):
+        post("y", 0, ys)
+    assert all(st == 200 for _, st, _ in ys), ys
+    assert max(d for _, _, d in ys) < 0.5, ys
+    for t in ts:
+        t.join()
+    assert all(st == 200 for _, st, _ in out), out

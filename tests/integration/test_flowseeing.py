@@ -39,9 +39,10 @@ queue:
   timeout: 10s
 ratelimits:
   - { tenant: "*", requests_per_second: 2, burst: 1 }
+  - { tenant: "%s", requests_per_second: 2, burst: 1, priority: 3 }
 admin:
   address: 127.0.0.1:%d
-%s""" % (be.addr, aport, extra)
+%s""" % (be.addr, K_PRIO, aport, extra)
     r = env.router(text)
     wait_port(aport)
     r.admin = aport
