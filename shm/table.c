@@ -846,3 +846,13 @@ shm_mono_ms(void)
 {
 	return (shm_clock_ms(CLOCK_MONOTONIC));
 }
+
+uint64_t
+shm_mono_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return (0);
+	return ((uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec);
+}

@@ -275,5 +275,6 @@ int	 shm_trial_take(struct shm_slot *);
 /* Milliseconds of CLOCK_REALTIME and CLOCK_MONOTONIC. */
 uint64_t shm_now_ms(void);
 uint64_t shm_mono_ms(void);
+uint64_t shm_mono_ns(void);	/* CLOCK_MONOTONIC in ns, for what ms cannot time */
 
 #endif

@@ -445,14 +445,14 @@ balance_signals_saturated(struct wview *v, uint32_t slot)
 		return 0;	/* stale: not used */
 	if (atomic_load_explicit(&s->m_kv_ppm, memory_order_relaxed) >= v->llm.kv_ppm)
 		return 1;
+	if (v->llm.queue_limit == 0)
+		return 0;	/* llm.queue_limit 0: the waiting count is not a limit */
 	/*
 	 * Waiting there: what its metrics said, or what we sent it that it
 	 * did not say it runs, if more.  Our in-flight count is current where
 	 * its metrics are a read old, so a freed place is taken once, not by
 	 * every request that waited for it.
 	 */
-	if (v->llm.queue_limit == 0)
-		return 0;	/* llm.queue_limit 0: the waiting count is not a limit */
 	waiting = atomic_load_explicit(&s->m_waiting, memory_order_relaxed);
 	run = atomic_load_explicit(&s->m_running, memory_order_relaxed);
 	inf = balance_inflight(v, slot);
@@ -612,8 +612,10 @@ pick_llm(struct wview *v, struct wpool *p, const struct bal_filter *f)
 		cs[i].add = P - (int64_t)cs[i].match * v->llm.block / 4;
 		if (cs[i].add < 0)
 			cs[i].add = 0;
+		/* with the gate on, balance_ok() already left saturated ones out */
 		cs[i].sat = cs[i].uncached >= v->llm.affinity_limit ||
-		    balance_signals_saturated(v, cs[i].slot);
+		    (!(r->gate && !r->ignore_full) &&
+		    balance_signals_saturated(v, cs[i].slot));
 		cs[i].add = LLM_MISS_WEIGHT * cs[i].add +
 		    LLM_OUT_WEIGHT * (int64_t)r->output_tokens + LLM_REQ_WEIGHT;
 		if (cs[i].match > 0 && !cs[i].sat)

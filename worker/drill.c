@@ -2,7 +2,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <bsd/stdlib.h>
 #include <bsd/string.h>
@@ -89,15 +88,6 @@ static struct drill {
 	int		 order_status;	/* 503/504 when the master did not answer */
 	int		 opened;	/* every drilled breaker was seen open */
 } dr;
-
-static uint64_t
-drill_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static double
 round3(double x)
@@ -247,7 +237,7 @@ drill_answer(void)
 	const char	*bname = dr.backup >= 0 ? w->wb[dr.backup].name : NULL;
 	size_t		 i;
 
-	total_ms = round3((double)(drill_now_us() - dr.t0_us) / 1000.0);
+	total_ms = round3((double)((shm_mono_ns() / 1000) - dr.t0_us) / 1000.0);
 	window_ms = dr.trestore_us > dr.t0_us ?
 	    round3((double)(dr.trestore_us - dr.t0_us) / 1000.0) : 0.0;
 	root = json_object();
@@ -471,7 +461,7 @@ drill_put_back(void)
 		}
 	}
 	dr.phase = DP_RESTORE;
-	dr.trestore_us = drill_now_us();
+	dr.trestore_us = (shm_mono_ns() / 1000);
 	dr.xreq_restore = drill_xreq();
 	drill_orders(1);
 	if (dr.replies == 0)
@@ -526,7 +516,7 @@ drill_tick(struct ev_loop *l, struct ev_timer *t)
 		}
 		/* open in the table: no worker picks them from now on */
 		dr.opened = dr.saw_open = 1;
-		dr.failover_ms = (double)(drill_now_us() - dr.t0_us) / 1000.0;
+		dr.failover_ms = (double)((shm_mono_ns() / 1000) - dr.t0_us) / 1000.0;
 		for (i = 0; i < dr.nmem; i++) {
 			dr.req0[i] = stripe_req(dr.mem[i]);
 			dr.bad0[i] = stripe_bad(dr.mem[i]);
@@ -549,7 +539,7 @@ drill_tick(struct ev_loop *l, struct ev_timer *t)
 			dr.eligible_after = 1;
 		if (dr.eligible_after && drill_xreq() > dr.xreq_restore) {
 			dr.recovered = 1;
-			dr.recovery_ms = (double)(drill_now_us() -
+			dr.recovery_ms = (double)((shm_mono_ns() / 1000) -
 			    dr.trestore_us) / 1000.0;
 			drill_finish();
 			return;
@@ -697,11 +687,11 @@ drill_start(struct worker *w, struct adminconn *c, enum drill_kind kind,
 	}
 
 	/* the balancer's pick with them out, in this worker's view, before any order */
-	dr.t0_us = drill_now_us();
+	dr.t0_us = (shm_mono_ns() / 1000);
 	drill_view_out(1);
 	dr.backup = balance_pick(&w->view, dr.pool, &any);
 	drill_view_out(0);
-	dr.failover_ms = (double)(drill_now_us() - dr.t0_us) / 1000.0;
+	dr.failover_ms = (double)((shm_mono_ns() / 1000) - dr.t0_us) / 1000.0;
 
 	if (!dr.simulate || dr.backup < 0) {
 		/* nothing to watch: answer now, nothing was ordered */
@@ -713,7 +703,7 @@ drill_start(struct worker *w, struct adminconn *c, enum drill_kind kind,
 	}
 	dr.c = c;
 	dr.phase = DP_ORDER;
-	dr.t0_us = drill_now_us();
+	dr.t0_us = (shm_mono_ns() / 1000);
 	drill_orders(0);
 	if (dr.replies == 0) {
 		admin_master_error(NULL, dr.order_status ? dr.order_status : 503, r);

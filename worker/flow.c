@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "worker/flow.h"
 #include "worker/h1.h"
@@ -28,15 +27,6 @@
 #define LD(p)		atomic_load_explicit((p), memory_order_relaxed)
 #define ST(p, v)	atomic_store_explicit((p), (v), memory_order_relaxed)
 #define ADD(p, v)	atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
-
-static int64_t
-flow_now_ns(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_SEC + ts.tv_nsec;
-}
 
 static void
 flow_lower(char *dst, size_t len, const char *src)
@@ -343,7 +333,7 @@ static int
 flow_limits(struct client *c, struct shm_tenant *t, const struct conf_ratelimit *r)
 {
 	struct flow_state	 fs = { 0, 0, 0, 0, 0 };
-	int64_t			 now = flow_now_ns(), tat, base, T = 0, tau = 0;
+	int64_t			 now = (int64_t)shm_mono_ns(), tat, base, T = 0, tau = 0;
 	int64_t			 cost = 0, cns = 0;
 	double			 tk = 0;
 	int			 burst, took_rq = 0;
@@ -503,7 +493,7 @@ flow_usage(struct client *c, int64_t tokens)
 		atomic_fetch_add_explicit(&t->tk_tat, dn, memory_order_relaxed);
 	else {
 		/* a debt counts from now: a bucket that filled up meanwhile is not a refund */
-		int64_t now = flow_now_ns(), tat = LD(&t->tk_tat);
+		int64_t now = (int64_t)shm_mono_ns(), tat = LD(&t->tk_tat);
 
 		while (!atomic_compare_exchange_weak_explicit(&t->tk_tat, &tat,
 		    (tat > now ? tat : now) + dn, memory_order_relaxed,

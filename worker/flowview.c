@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "worker/admin.h"
 #include "worker/flowview.h"
 
@@ -80,9 +79,9 @@ flowview_by_requests(const void *a, const void *b)
 
 /*
  * The label as written after the key (it may still be in progress:
- * NUL-terminated here), bytes a reader cannot show replaced by '?'.  A
- * redacted key keeps its raw ends, so they may be anything.  0, or -1
- * for an entry without a label yet.
+ * NUL-terminated here), bytes a reader cannot show replaced by '?'
+ * (flow.c writes them printable; the table is not trusted for that).
+ * 0, or -1 for an entry without a label yet.
  */
 static int
 flowview_label(const struct shm_tenant *t, char *buf)

@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "llhttp.h"
 
@@ -26,15 +25,6 @@
 #define ADD(p, v)	ST((p), LD(p) + (v))
 
 #define LLM_OUTPUT_MAX	32768	/* a max_tokens above this is counted as this */
-
-static uint64_t
-llm_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 int
 llm_pair(const struct wbe *b, int model)
@@ -180,7 +170,7 @@ llm_attempt(struct upconn *u, int dir)
 			    (uint64_t)w->conf->llm.block) / (int64_t)lr->chars;
 			if (c->x.tok_uncached < 0)
 				c->x.tok_uncached = 0;
-			lr->t_sent_us = llm_now_us();
+			lr->t_sent_us = (shm_mono_ns() / 1000);
 			lr->t_first_us = lr->t_event_us = 0;
 			lr->events = lr->sse = 0;
 			lr->nl = 1;
@@ -235,7 +225,7 @@ llm_resp_data(struct upconn *u, const char *at, size_t len)
 
 	if (lr == NULL || len == 0 || u->interim)
 		return;
-	now = llm_now_us();
+	now = (shm_mono_ns() / 1000);
 	p = shm_pair(w->shm, w->index, u->slot, (uint32_t)lr->pair);
 	k = shm_ctr(w->shm, w->index, u->slot);
 	if (!lr->began) {
