@@ -556,3 +556,36 @@ def test_requests_for_a_full_model_do_not_hold_back_another(env):
     for t in ts:
         t.join()
     assert all(st == 200 for _, st, _ in out), out
+
+
+def test_tenant_priority_and_deadline_fields_across_their_space(env):
+    """The three request fields flow control reads, swept: a tenant key of
+    every length around the label's cut (12) and width (64) up to 8 KB,
+    X-Priority at and past its ends and malformed, X-Request-Deadline in
+    each form and malformed.  Each gets its documented answer; the labels
+    in /metrics stay printable and never hold a whole key of 12 or more."""
+    be = env.backend("a")
+    r = _router(env, _yaml([be], workers=2, extra=(
+        "ratelimits:\n  - { tenant: \"*\", requests_per_second: 1000000 }\n")))
+    keys = ["k" * n for n in (1, 2, 11, 12, 13, 63, 64, 65, 1000, 8000)]
+    for k in keys:
+        st, h, _ = request(r.port, "GET", "/x", headers={"Authorization": "Bearer " + k})
+        assert st == 200 and "x-ratelimit-limit-requests" in h, (len(k), st)
+    st, _, _ = request(r.port, "GET", "/x", headers={"Authorization": "Bearer "})
+    assert st == 200
+    text = request(r.admin, "GET", "/metrics")[2].decode()
+    labels = re.findall(r'^routerd_tenant_requests_total\{tenant="([^"]*)"\}', text, re.M)
+    assert "kkkk...kkkk" in labels and "...kk" in labels, labels
+    assert all(len(l) < 64 and "k" * 12 not in l for l in labels), labels
+    for v, want in (("-9", 200), ("-8", 200), ("7", 200), ("8", 200), ("+3", 200), (" 3", 200), ("-99999", 200),
+                    ("99999999999999999999", 400), ("3.5", 400), ("x", 400), ("", 400)):
+        st, _, _ = request(r.port, "GET", "/x", headers={"X-Priority": v})
+        assert st == want, (v, st)
+    now = time.time()
+    for v, want in (("0", 503), ("0ms", 503), ("1e3", 503), ("%.3f" % (now - 5), 503),
+                    ("9999999999999", 200), ("%.3f" % (now + 30), 200), ("1.5s", 200),
+                    ("250ms", 200), ("-1", 400), ("abc", 400), ("10000000000001", 400),
+                    ("5m", 400), ("1" * 60, 400)):
+        st, _, _ = request(r.port, "GET", "/x", headers={"X-Request-Deadline": v})
+        assert st == want, (v, st)
+    assert r.p.poll() is None and be.stats()["requests"] == len(keys) + 1 + 7 + 4
